@@ -1,0 +1,2 @@
+"""asrkt: Kaldi-style speech recognition recipes for knowledge transfer."""
+__version__ = "0.1.0"
