@@ -1,0 +1,29 @@
+# asrkt: `make demo` runs the default recipe end to end, `make test` runs the whole test suite.
+# Both create the virtual environment (.venv) and install what is missing on first use.
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.asrkt-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py tools/setup_venv.sh
+	bash tools/setup_venv.sh $(VENV) $(PYTHON)
+	touch $@
+
+# The default recipe on the synthesised digits corpus (no download needed).
+demo: install
+	cd egs/digits && ./run.sh
+
+# Every test, slow ones included (CI runs exactly this).
+test: install
+	$(VENV)/bin/python -m pytest -ra tests $(PYTEST_ARGS)
+
+# Skip the tests marked slow (the smoke recipe run), for a quick check while developing.
+test-fast: install
+	$(VENV)/bin/python -m pytest -ra -m "not slow" tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

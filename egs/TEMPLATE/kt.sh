@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The stage map shared by every asrkt recipe (the ESPnet asr.sh pattern): egs/<corpus>/run.sh sets the
+# corpus's options and hands over to this script, reached there through the symlink kt.sh. One stage map
+# for all corpora, written once, so a fix here reaches every recipe.
+#
+#   0 data prep and validation        local/data.sh -> data/{train,dev,test}
+#   1 features and CMVN               data/<set>/{feats.scp,cmvn.scp}, fbank/
+#   2 targets (tokenizer)             data/lang_<kind>
+#   3 teacher DNN (CTC)               exp/teacher
+#   4 dump teacher posteriors         exp/teacher/post_<set>/post.{JOB.ark,scp}, post_info.yaml
+#   5 student KT pre-training         exp/student_kt       (soft targets only, temperature T)
+#   6 fine-tuning and baselines       exp/student_kt_ft    (CTC from stage 5), exp/student_scratch,
+#                                     exp/student_kt_reg   (alpha mix of soft and hard targets)
+#   7 decode and score                exp/<system>/decode_<set>, results/, RESULTS.md
+#
+# Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it.
+set -euo pipefail
+
+# ---------------------------------------------------------------- options (--name value)
+stage=0                # first stage to run
+stop_stage=100         # last stage to run
+overwrite=false        # true: redo stages that already have a .done marker
+nj=2                   # parallel jobs for features, posterior dumping and decoding
+seed=1                 # global seed; each training run derives its own from it
+corpus_dir=""          # where the corpus is, passed to local/data.sh (empty: its default)
+data_opts=""           # extra options for local/data.sh, e.g. "--size tiny"
+train_set=train        # training set under data/
+valid_set=dev          # dev set: learning-rate schedule and model choice
+test_sets="dev test"   # sets decoded in stage 7
+fbank_config=conf/fbank.yaml   # feature extraction config
+token_kind=char        # tokenizer: char | bpe | unigram
+vocab_size=0           # vocabulary size for bpe/unigram
+teacher_config=conf/teacher.yaml                # stage 3: DNN teacher
+kt_config=conf/student_kt.yaml                  # stage 5: LSTM pre-trained on the teacher's soft targets
+finetune_config=conf/finetune.yaml              # stage 6: KT student fine-tuned with CTC
+scratch_config=conf/student_scratch.yaml        # stage 6: the same LSTM from scratch (empty: skip)
+kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, alpha mix (empty: skip)
+post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
+train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
+tag=""                 # suffix of the exp folder names, to keep variants apart (e.g. _seed2)
+
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [--corpus-dir DIR] [options]
+Runs the asrkt knowledge-transfer recipe. Every option above is settable as --name value; see the
+comments at the top of $(readlink -f "$0")."
+
+. ./path.sh
+. ./cmd.sh
+. utils/log.sh
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then
+  log "unexpected arguments: $*"; echo "$help_message" >&2; exit 1
+fi
+
+recipe_start=$(date +%s)
+teacher=exp/teacher${tag}
+lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")
+post_sets="$train_set $valid_set"
+post_dir() { echo "$teacher/post_$1"; }
+
+# is_done MARKER: true (and says so) when the stage output already exists and --overwrite is false.
+is_done() {
+  if [ -f "$1" ] && ! "$overwrite"; then
+    log "skipping: $1 exists (rerun with --overwrite true to redo)"
+    return 0
+  fi
+  rm -f "$1"
+  return 1
+}
+
+stage_elapsed() { log "Stage $1 done [elapsed=$(( $(date +%s) - $2 ))s]"; }
+
+# train_system EXP CONFIG [extra train options]: one training run; resumes from its checkpoints,
+# starts over with --overwrite true. Runs in the foreground so that its progress shows.
+train_system() {
+  local exp=$1 config=$2; shift 2
+  if is_done "$exp/.done"; then return 0; fi
+  if "$overwrite"; then rm -rf "$exp"; fi
+  # shellcheck disable=SC2086
+  python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" --valid-dir "data/$valid_set" \
+    --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args
+  touch "$exp/.done"
+}
+
+# Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
+systems="$teacher exp/student_kt_ft${tag}"
+[ -n "$scratch_config" ] && systems="$systems exp/student_scratch${tag}"
+[ -n "$kt_reg_config" ] && systems="$systems exp/student_kt_reg${tag}"
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  log "Stage 0: data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$train_set,$valid_set,test}"
+  t0=$(date +%s)
+  if ! is_done data/.done.stage0; then
+    # shellcheck disable=SC2086
+    local/data.sh ${corpus_dir:+--corpus-dir "$corpus_dir"} $data_opts
+    for x in $train_set $valid_set $test_sets; do
+      python -m asrkt.bin.validate_data_dir --no-feats "data/$x"
+    done
+    touch data/.done.stage0
+  fi
+  stage_elapsed 0 "$t0"
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "Stage 1: fbank features and CMVN: data/<set>/wav.scp -> fbank/, data/<set>/{feats,cmvn}.scp"
+  t0=$(date +%s)
+  for x in $(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | sort -u); do
+    is_done "data/$x/.done.fbank" && continue
+    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --fbank-config "$fbank_config" \
+      "data/$x" "exp/make_fbank/$x" fbank
+    touch "data/$x/.done.fbank"
+  done
+  stage_elapsed 1 "$t0"
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "Stage 2: tokenizer ($token_kind) from the training text only: data/$train_set/text -> $lang"
+  t0=$(date +%s)
+  if ! is_done "$lang/.done"; then
+    python -m asrkt.bin.prepare_lang --kind "$token_kind" --vocab-size "$vocab_size" "data/$train_set/text" "$lang"
+    touch "$lang/.done"
+  fi
+  stage_elapsed 2 "$t0"
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "Stage 3: DNN teacher with CTC: data/$train_set, $lang -> $teacher"
+  t0=$(date +%s)
+  train_system "$teacher" "$teacher_config"
+  stage_elapsed 3 "$t0"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
+  t0=$(date +%s)
+  for x in $post_sets; do
+    dir=$(post_dir "$x")
+    is_done "$dir/.done" && continue
+    python -m asrkt.bin.split_data_dir "data/$x" "$nj"
+    $train_cmd JOB=1:"$nj" "$dir/log/dump.JOB.log" \
+      python -m asrkt.bin.dump_posteriors --model "$teacher/final.pt" --data-dir "data/$x/split$nj/JOB" \
+        --topk "$post_topk" --wspecifier "ark,scp:$dir/post.JOB.ark,$dir/post.JOB.scp"
+    python -m asrkt.bin.finish_posteriors --data-dir "data/$x" --model "$teacher/final.pt" "$dir" "$nj"
+    touch "$dir/.done"
+  done
+  stage_elapsed 4 "$t0"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "Stage 5: LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> exp/student_kt${tag}"
+  t0=$(date +%s)
+  train_system "exp/student_kt${tag}" "$kt_config" \
+    --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
+  stage_elapsed 5 "$t0"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: fine-tuning with CTC (exp/student_kt${tag} -> exp/student_kt_ft${tag}) and the baselines"
+  t0=$(date +%s)
+  train_system "exp/student_kt_ft${tag}" "$finetune_config" --init-from "exp/student_kt${tag}/final.pt"
+  if [ -n "$scratch_config" ]; then
+    train_system "exp/student_scratch${tag}" "$scratch_config"
+  fi
+  if [ -n "$kt_reg_config" ]; then
+    train_system "exp/student_kt_reg${tag}" "$kt_reg_config" \
+      --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
+  fi
+  stage_elapsed 6 "$t0"
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "Stage 7: decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, RESULTS.md"
+  t0=$(date +%s)
+  for exp in $systems; do
+    for x in $test_sets; do
+      dir=$exp/decode_$x
+      is_done "$dir/.done" && continue
+      python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x" --lang-dir "$lang" --out-dir "$dir"
+      grep -h '%WER' "$dir/wer.txt"
+      touch "$dir/.done"
+    done
+    python -m asrkt.bin.record_result --recipe-dir . --system "$(basename "$exp")" --exp-dir "$exp" \
+      --train-dir "data/$train_set" --seed "$seed"
+  done
+  python -m asrkt.bin.make_results --recipe-dir .
+  python -m asrkt.bin.plot_curves $systems --out "exp/curves${tag}.png"
+  cat RESULTS.md
+  stage_elapsed 7 "$t0"
+fi
+
+log "Successfully finished [elapsed=$(( $(date +%s) - recipe_start ))s]"
