@@ -132,3 +132,37 @@ def write_data_dir(path, wav_scp: dict, text: dict | None, utt2spk: dict, **othe
                 **{DataDir.attr(k): v for k, v in other_tables.items()})
     d.save()
     return d
+
+
+def read_table_lenient(path) -> tuple[dict[str, str], list[str]]:
+    """Read a table that may be unsorted or hold duplicates, as ``fix_data_dir`` must.
+
+    Returns the table (first line of each key wins, in file order) and a list of what was skipped
+    (``file:line: ...`` strings). Non-UTF-8 bytes still raise: no fix can guess the encoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise fail("file not found", path)
+    table: dict[str, str] = {}
+    skipped: list[str] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise fail(f"not valid UTF-8 ({e.reason} at byte {e.start}); convert the file to UTF-8 "
+                           "(e.g. with iconv)", path, line=lineno) from None
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                skipped.append(f"{path}:{lineno}: empty line")
+                continue
+            if line[0].isspace():
+                skipped.append(f"{path}:{lineno}: line starts with whitespace (empty key)")
+                continue
+            parts = line.split(maxsplit=1)
+            key, value = parts[0], (parts[1].strip() if len(parts) > 1 else "")
+            if key in table:
+                skipped.append(f"{path}:{lineno}: duplicate key '{key}' (first line kept)")
+                continue
+            table[key] = value
+    return table, skipped

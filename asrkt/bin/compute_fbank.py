@@ -1,0 +1,165 @@
+"""Compute Kaldi-compatible fbank features for every utterance of a data dir (one job of make_fbank.sh).
+
+    python -m asrkt.bin.compute_fbank [--config conf/fbank.yaml] [--key value ...] <data-dir> <wspecifier>
+
+Reads ``<data-dir>/wav.scp`` (and ``segments`` when present) and writes one float32 matrix per
+utterance, e.g. to ``ark,scp:fbank/raw_fbank_train.1.ark,fbank/raw_fbank_train.1.scp``. Any bad
+utterance stops the job with one ``ERROR:`` line naming the file, the utterance and the problem, and
+leaves no ark/scp behind (they are written under temporary names and renamed at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from asrkt.data.kaldi_dir import c_sorted, read_table
+from asrkt.features.audio import read_audio
+from asrkt.features.fbank import FbankConfig, check_config, compute_fbank
+from asrkt.utils.cli import main_wrapper
+from asrkt.utils.config import add_config_arguments, config_from_args, config_hash, to_dict
+from asrkt.utils.errors import fail
+from asrkt.utils.logging import log_environment, setup_logging
+
+logger = logging.getLogger(__name__)
+
+# A segment may end this far past the end of its recording (rounding in the corpus's times); Kaldi's
+# extract-segments uses the same 0.5 s default for --max-overshoot.
+MAX_OVERSHOOT_S = 0.5
+
+
+class Progress:
+    """tqdm on a terminal; otherwise a log line every ``every_s`` seconds with utts/s, frames/s and ETA."""
+
+    def __init__(self, total: int, what: str = "utts", every_s: float = 10.0):
+        self.total, self.what, self.every_s = total, what, every_s
+        self.done = 0
+        self.frames = 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=what, file=sys.stderr)
+
+    def update(self, frames: int) -> None:
+        self.done += 1
+        self.frames += frames
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            elapsed = max(now - self.start, 1e-9)
+            rate = self.done / elapsed
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            logger.info("%d/%d %s (%.1f %s/s, %.0f frames/s), elapsed %.1fs, ETA %.1fs", self.done, self.total,
+                        self.what, rate, self.what, self.frames / elapsed, elapsed, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _parse_segment(utt: str, value: str, path, wav_scp: dict) -> tuple[str, float, float]:
+    fields = value.split()
+    if len(fields) not in (3, 4):  # <recording> <start> <end> [<channel>]
+        raise fail(f"expected '<utt> <recording> <start> <end>', got '{utt} {value}'", path, utt)
+    rec = fields[0]
+    try:
+        start, end = float(fields[1]), float(fields[2])
+    except ValueError:
+        raise fail(f"start/end times must be numbers, got '{fields[1]}' '{fields[2]}'", path, utt) from None
+    if start < 0 or (end != -1 and end <= start):
+        raise fail(f"bad segment times {start:g}..{end:g} (need 0 <= start < end, or end -1 for the "
+                   "end of the recording)", path, utt)
+    if rec not in wav_scp:
+        raise fail(f"recording '{rec}' is not in wav.scp", path, utt)
+    return rec, start, end
+
+
+def utterance_audio(data_dir: Path):
+    """Yield ``(utt, samples, rate, source)`` for every utterance of ``data_dir`` in C order.
+
+    With a ``segments`` file the utterances are its entries, cut from the recordings of wav.scp (each
+    recording read once when its segments are consecutive); ``source`` is the table to blame in errors.
+    """
+    wav_path = data_dir / "wav.scp"
+    wav_scp = read_table(wav_path)
+    seg_path = data_dir / "segments"
+    if not seg_path.is_file():
+        for utt in c_sorted(wav_scp):
+            samples, rate = read_audio(wav_scp[utt], utt=utt, source=wav_path)
+            yield utt, samples, rate, wav_path
+        return
+    segments = read_table(seg_path)
+    cached_rec, cached = None, None  # segments are usually grouped by recording: read each once
+    for utt in c_sorted(segments):
+        rec, start, end = _parse_segment(utt, segments[utt], seg_path, wav_scp)
+        if rec != cached_rec:
+            cached_rec, cached = rec, read_audio(wav_scp[rec], utt=utt, source=wav_path)
+        samples, rate = cached
+        first = int(round(start * rate))
+        last = samples.size if end == -1 else int(round(end * rate))
+        if last > samples.size:
+            if last - samples.size > MAX_OVERSHOOT_S * rate:
+                raise fail(f"segment ends at {end:g} s, past the end of recording '{rec}' "
+                           f"({samples.size / rate:.3f} s)", seg_path, utt)
+            last = samples.size
+        if first >= last:
+            raise fail(f"segment starts at {start:g} s, at or after the end of recording '{rec}' "
+                       f"({samples.size / rate:.3f} s)", seg_path, utt)
+        yield utt, samples[first:last], rate, seg_path
+
+
+def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, int]:
+    """Write features of every utterance of ``data_dir`` to ``wspecifier``; returns (utts, frames)."""
+    from asrkt.io import MatrixWriter
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise fail("data directory not found", data_dir)
+    table = data_dir / ("segments" if (data_dir / "segments").is_file() else "wav.scp")
+    total = len(read_table(table))
+    progress = Progress(total)
+    num_frames = 0
+    try:
+        with MatrixWriter(wspecifier) as writer:
+            for utt, samples, rate, source in utterance_audio(data_dir):
+                feats = compute_fbank(samples, rate, cfg, utt=utt, source=source)
+                writer.write(utt, feats)
+                num_frames += feats.shape[0]
+                progress.update(feats.shape[0])
+    finally:
+        progress.close()
+    return total, num_frames
+
+
+@main_wrapper
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt key must not pass as a prefix
+    parser.add_argument("data_dir", help="Kaldi data dir (wav.scp, optional segments), e.g. data/train/split4/1")
+    parser.add_argument("wspecifier", help="where to write, e.g. ark,scp:fbank/raw.1.ark,fbank/raw.1.scp")
+    parser.add_argument("--log-level", default="INFO")
+    add_config_arguments(parser, FbankConfig)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    cfg = config_from_args(args, FbankConfig)
+    check_config(cfg, source=args.config or "fbank config")
+    import kaldi_native_fbank
+
+    log_environment(logger, {"kaldi_native_fbank": kaldi_native_fbank.__version__,
+                             f"fbank config (hash {config_hash(cfg)})": to_dict(cfg)})
+    start = time.monotonic()
+    utts, frames = compute_data_dir(args.data_dir, args.wspecifier, cfg)
+    elapsed = time.monotonic() - start
+    logger.info("wrote %d utterances, %d frames (%.1f h of audio) to %s in %.1fs (%.0f frames/s)", utts, frames,
+                frames * cfg.frame_shift_ms / 3.6e6, args.wspecifier, elapsed, frames / max(elapsed, 1e-9))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Feed-forward DNN on spliced frames (the teacher of Tang, Wang et al.)."""
+from __future__ import annotations
+
+from torch import nn
+
+from asrkt.models.base import AcousticModel, splice_frames, stack_frames, valid_mask
+from asrkt.models.config import ModelConfig
+
+_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def _norm(kind: str, units: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(units)
+    if kind == "layer":
+        return nn.LayerNorm(units)
+    return nn.Identity()
+
+
+class DnnModel(AcousticModel):
+    """Stack frames (subsampling), splice +-context (edges replicated), then Linear-norm-activation-dropout
+    blocks and the output Linear. Only valid frames go through the MLP, so padding never enters batch
+    statistics either."""
+
+    def __init__(self, config: ModelConfig, input_dim: int, num_classes: int):
+        super().__init__(config, input_dim, num_classes)
+        d = config.dnn
+        self.context = d.context
+        in_dim = input_dim * self.subsampling * (2 * d.context + 1)
+        self.blocks = nn.ModuleList()
+        for i in range(d.hidden_layers):
+            self.blocks.append(nn.Sequential(nn.Linear(in_dim if i == 0 else d.hidden_units, d.hidden_units),
+                                             _norm(d.norm, d.hidden_units), _ACTIVATIONS[d.activation]()))
+        self.dropout = nn.Dropout(d.dropout)
+        self.hidden_dim = d.hidden_units
+        self.output_layer = nn.Linear(d.hidden_units, num_classes)
+
+    def _hidden_layers(self, feats, lengths, all_layers):
+        x, out_lengths = stack_frames(feats, lengths, self.subsampling)
+        x = splice_frames(x, out_lengths, self.context)
+        B, T = x.shape[:2]
+        mask = valid_mask(out_lengths, T)
+        h = x[mask]  # (valid frames, spliced dim)
+        outs = []
+        for i, block in enumerate(self.blocks):
+            h = self.dropout(block(h))
+            if all_layers or i == len(self.blocks) - 1:
+                full = h.new_zeros(B, T, h.shape[-1])
+                full[mask] = h
+                outs.append(full)
+        return outs, out_lengths

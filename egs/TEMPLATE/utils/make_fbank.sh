@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# utils/make_fbank.sh: Kaldi-compatible fbank features and per-speaker CMVN stats for a data dir, as Kaldi's
+# steps/make_fbank.sh + steps/compute_cmvn_stats.sh in one step. The work is done by Python tools:
+#   1. python -m asrkt.bin.split_data_dir <data-dir> <nj>          -> <data-dir>/split<nj>/{1..nj}
+#   2. $cmd JOB=1:nj ... python -m asrkt.bin.compute_fbank        -> <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp}
+#   3. python -m asrkt.bin.finish_features                         -> <data-dir>/{feats.scp,utt2num_frames,
+#      cmvn.scp,feats_info.yaml}, <fbank-dir>/cmvn_<name>.ark, then validates the data dir
+# feats.scp and cmvn.scp hold absolute ark paths, so the data dir can be moved. Any failure stops the script
+# (the launcher prints the tail of the failed job's log) and leaves no new feats.scp/cmvn.scp/feats_info.yaml.
+
+# Begin configuration section.
+nj=4             # number of parallel compute_fbank jobs
+cmd=             # job launcher (run.pl semantics: $cmd JOB=1:N log cmd...); empty: utils/run_local.py
+fbank_config=    # YAML fbank config (asrkt.features.fbank.FbankConfig keys); empty: the defaults
+# End configuration section.
+
+help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
+ e.g.: $0 --nj 4 --fbank-config conf/fbank.yaml data/train exp/make_fbank/train fbank
+ <log-dir> defaults to <data-dir>/log, <fbank-dir> to <data-dir>/data (as Kaldi).
+Options:
+  --nj <n>                  # number of parallel jobs (default $nj)
+  --cmd <launcher>          # how to run jobs, e.g. \"\$train_cmd\" (default utils/run_local.py)
+  --fbank-config <file>     # YAML fbank config (default: built-in defaults)"
+
+echo "$0 $*"
+utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$utils_dir/parse_options.sh" || exit 1
+. "$utils_dir/log.sh" || exit 1
+
+if [ $# -lt 1 ] || [ $# -gt 3 ]; then
+  printf '%s\n' "$help_message" >&2
+  exit 1
+fi
+set -euo pipefail
+
+data=$1
+name=$(basename "$data")
+logdir=${2:-$data/log}
+fbankdir=${3:-$data/data}
+[ -n "$cmd" ] || cmd="$utils_dir/run_local.py"
+
+for f in "$data/wav.scp" "$data/utt2spk"; do
+  [ -f "$f" ] || die "no such file $f"
+done
+config_opts=()
+if [ -n "$fbank_config" ]; then
+  [ -f "$fbank_config" ] || die "--fbank-config $fbank_config: no such file"
+  config_opts=(--config "$fbank_config")
+fi
+
+mkdir -p "$logdir" "$fbankdir"
+fbankdir=$(cd "$fbankdir" && pwd)   # absolute: the ark paths in feats.scp must not depend on the cwd
+
+start=$SECONDS
+log "fbank for $data: $nj jobs, arks in $fbankdir, logs in $logdir/make_fbank_$name.*.log"
+# Set the old feature tables aside (as Kaldi does) before their arks are replaced, so none points at them.
+if [ -f "$data/feats.scp" ] || [ -f "$data/feats_info.yaml" ]; then
+  mkdir -p "$data/.backup"
+  for f in feats_info.yaml feats.scp cmvn.scp utt2num_frames; do
+    if [ -f "$data/$f" ]; then mv -f "$data/$f" "$data/.backup/$f"; fi
+  done
+  log "moved the old feature tables of $data to $data/.backup"
+fi
+python -m asrkt.bin.split_data_dir "$data" "$nj" >/dev/null  # it prints the job dirs
+# Shards of an earlier run must not be mistaken for this run's.
+rm -f "$fbankdir/raw_fbank_$name".*.ark "$fbankdir/raw_fbank_$name".*.scp
+
+# On failure the launcher prints the tail of the first failed job's log.
+$cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
+  python -m asrkt.bin.compute_fbank "${config_opts[@]}" "$data/split$nj/JOB" \
+  "ark,scp:$fbankdir/raw_fbank_$name.JOB.ark,$fbankdir/raw_fbank_$name.JOB.scp" ||
+  die "computing fbank for $data failed (logs: $logdir/make_fbank_$name.*.log)"
+
+python -m asrkt.bin.finish_features "${config_opts[@]}" --nj "$nj" --name "$name" "$data" "$fbankdir"
+log "Succeeded creating fbank features and CMVN stats for $name [elapsed=$((SECONDS - start))s]"
