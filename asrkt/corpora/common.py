@@ -1,0 +1,109 @@
+"""What every corpus preparation shares: replacing a data directory safely, and progress reporting."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from asrkt.data.kaldi_dir import DataDir, spk2utt_from_utt2spk, write_data_dir
+from asrkt.utils.errors import fail
+
+logger = logging.getLogger(__name__)
+
+# Tables a corpus preparation writes; a data dir whose copies of these are identical is left alone.
+PREP_TABLES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
+
+
+def _looks_like_data_dir(path: Path) -> bool:
+    return (path / "utt2spk").is_file() or (path / "wav.scp").is_file()
+
+
+def swap_in_dir(tmp: Path, dest: Path) -> None:
+    """Put the finished folder ``tmp`` at ``dest``, replacing what was there (rename, then delete the old)."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def replace_data_dir(path, wav_scp: dict, text: dict | None, utt2spk: dict, utt2dur: dict | None = None) -> bool:
+    """Write a data directory for a corpus; return False when an identical one is already there.
+
+    An identical data dir is left untouched, so markers and features later stages put in it survive a
+    rerun. A different one is replaced as a whole (built under a temporary name, then renamed), so no
+    stale ``feats.scp`` or ``.done`` marker outlives the data it described. A folder that is not a data
+    dir is never deleted.
+    """
+    path = Path(path)
+    tables = {"wav.scp": wav_scp, "text": text, "utt2spk": utt2spk, "utt2dur": utt2dur}
+    if path.exists():
+        if not path.is_dir() or (any(path.iterdir()) and not _looks_like_data_dir(path)):
+            raise fail("exists and is not a Kaldi data directory (no utt2spk or wav.scp); refusing to "
+                       "replace it, choose another --data-dir", path)
+        if _same_tables(path, tables):
+            logger.info("%s is up to date (%d utterances), left as it is", path, len(utt2spk))
+            return False
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_data_dir(tmp, wav_scp=wav_scp, text=text, utt2spk=utt2spk,
+                       **({"utt2dur": utt2dur} if utt2dur is not None else {}))
+        swap_in_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("wrote %s (%d utterances, %d speakers)", path, len(utt2spk), len(set(utt2spk.values())))
+    return True
+
+
+def _same_tables(path: Path, tables: dict) -> bool:
+    try:
+        d = DataDir.load(path)
+    except Exception:  # an unreadable old data dir is simply replaced
+        return False
+    for name, table in tables.items():
+        have = getattr(d, DataDir.attr(name))
+        want = None if table is None else {k: str(v) for k, v in table.items()}
+        if have != want:
+            return False
+    return d.spk2utt == spk2utt_from_utt2spk({k: str(v) for k, v in tables["utt2spk"].items()})
+
+
+class Progress:
+    """tqdm when stderr is a terminal; otherwise a log line every ``interval`` seconds with rate and ETA."""
+
+    def __init__(self, total: int, what: str = "utts", desc: str = "", interval: float = 10.0,
+                 log: logging.Logger | None = None):
+        self.total, self.what, self.desc, self.interval = total, what, desc, interval
+        self.log = log or logger
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=what.rstrip("s") or "it")
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.done == self.total:
+            self.last = now
+            elapsed = now - self.start
+            rate = self.done / elapsed if elapsed > 0 else float("inf")
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            self.log.info("%s%d/%d %s (%.1f %s/s, elapsed %.0fs, ETA %.0fs)", f"{self.desc}: " if self.desc else "",
+                          self.done, self.total, self.what, rate, self.what, elapsed, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
