@@ -1,1 +1,2 @@
-"""asrkt.score"""
+"""Scoring: WER/CER with Kaldi's output lines (:mod:`asrkt.score.wer`), result records and the RESULTS.md
+table made from them (:mod:`asrkt.score.results`)."""

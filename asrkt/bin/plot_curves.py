@@ -1,0 +1,99 @@
+"""Training curves of several systems from their summary.tsv: train/dev loss and dev token error rate per epoch.
+
+    python -m asrkt.bin.plot_curves exp/teacher exp/student_kt_ft exp/student_scratch --out exp/curves.png
+
+One colour per system; train loss solid, dev loss dashed; epochs the learning-rate schedule rejected are
+crossed. Losses of different objectives (CTC, soft-target KL) are not on the same scale: compare a system's
+curves with each other, and systems by their dev TER.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+from asrkt.score.results import read_summary
+from asrkt.utils.atomic import atomic_path
+from asrkt.utils.cli import main_wrapper
+from asrkt.utils.errors import AsrktError
+from asrkt.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("exp_dirs", nargs="+", help="exp folders with summary.tsv")
+    p.add_argument("--labels", nargs="*", default=None, help="legend names (default: folder names)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    return p
+
+
+def column(rows: list[dict], name: str) -> list[float]:
+    """A numeric column (NaN where missing or not a number, e.g. 'nan' or '-')."""
+    out = []
+    for r in rows:
+        try:
+            out.append(float(r.get(name)))
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return out
+
+
+def plot_curves(exp_dirs, out, labels=None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = labels or [Path(d).name for d in exp_dirs]
+    if len(labels) != len(exp_dirs):
+        raise AsrktError(f"{len(labels)} --labels for {len(exp_dirs)} exp folders")
+    fig, (ax_loss, ax_ter) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = plt.get_cmap("tab10")
+    for i, (d, label) in enumerate(zip(exp_dirs, labels)):
+        rows = read_summary(d)
+        if not rows:
+            logger.warning("%s/summary.tsv has no epochs yet; skipped", d)
+            continue
+        epochs = column(rows, "epoch")
+        c = colors(i % 10)
+        ax_loss.plot(epochs, column(rows, "train_loss"), "o-", color=c, label=f"{label} train", markersize=3)
+        ax_loss.plot(epochs, column(rows, "valid_loss"), "s--", color=c, label=f"{label} dev", markersize=3)
+        ter = column(rows, "valid_ter")
+        ax_ter.plot(epochs, ter, "o-", color=c, label=label, markersize=3)
+        rejected = [(e, v) for e, v, r in zip(epochs, column(rows, "valid_loss"), rows)
+                    if r.get("decision") == "rejected"]
+        if rejected:
+            ax_loss.plot(*zip(*rejected), "x", color=c, markersize=8)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss per frame")
+    ax_loss.set_title("train (solid) and dev (dashed) loss; x = rejected epoch", fontsize=9)
+    ax_ter.set_xlabel("epoch")
+    ax_ter.set_ylabel("dev token error rate (%)")
+    ax_ter.set_title("dev TER (greedy CTC)", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_loss, ax_ter):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@main_wrapper
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    plot_curves(args.exp_dirs, args.out, args.labels)
+    logger.info("wrote %s (%d systems)", args.out, len(args.exp_dirs))
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    main()

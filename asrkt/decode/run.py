@@ -1,0 +1,99 @@
+"""Decode a data dir with a trained model and score it: the decode folder of one system on one set.
+
+``<out_dir>/``: ``hyp.txt`` and ``ref.txt`` (Kaldi text, C-sorted), ``per_utt.txt`` (per-utterance
+alignments), ``wer.txt`` (Kaldi's ``%WER``, ``%SER``, ``%CER`` and ``Scored`` lines), ``decode_config.yaml``
+and, written last so that its presence means the folder is complete, ``score.yaml`` (WER, CER, counts,
+utterances, model sha1, decode time, real-time factor).
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from asrkt.data.kaldi_dir import read_table, write_table
+from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
+from asrkt.decode.ctc import DecodeConfig, build_decoder, decode_batches, resolve_device
+from asrkt.decode.progress import Progress
+from asrkt.score.wer import compute_wer, kaldi_line, per_utt_lines, summary_lines
+from asrkt.utils.atomic import atomic_write_text
+from asrkt.utils.config import save_config, to_dict
+from asrkt.utils.errors import AsrktError
+
+logger = logging.getLogger(__name__)
+
+
+def audio_seconds(data_dir, frame_counts: dict[str, int]) -> float:
+    """Audio duration of the decoded utterances: utt2dur when it covers them, else frames x frame shift."""
+    from asrkt.features.info import read_feats_info
+
+    data_dir = Path(data_dir)
+    if (data_dir / "utt2dur").is_file():
+        utt2dur = read_table(data_dir / "utt2dur", check_sorted=False)
+        if all(u in utt2dur for u in frame_counts):
+            return sum(float(utt2dur[u]) for u in frame_counts)
+    shift_ms = float(read_feats_info(data_dir)["frame_shift_ms"])
+    return sum(frame_counts.values()) * shift_ms / 1000.0
+
+
+def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig | None = None) -> dict:
+    """Decode ``data_dir`` with ``model_path`` into ``out_dir`` (see the module docstring); returns score.yaml's
+    contents (without the scores when the data dir has no ``text``)."""
+    from asrkt.targets import Tokenizer
+    from asrkt.transfer.dump import file_sha1
+
+    cfg = cfg or DecodeConfig()
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    model, _ = load_checkpoint(model_path, "model", device=device)
+    tokenizer = Tokenizer.load(lang_dir)
+    if tokenizer.num_classes != model.num_classes:
+        raise AsrktError(f"{lang_dir}/tokens.txt has {tokenizer.num_classes} classes but the model {model_path} "
+                         f"outputs {model.num_classes}: decode with the lang dir the model was trained with")
+    decoder = build_decoder(cfg)
+    dataset, loader = inference_loader(data_dir, cfg.batch_frames, pin_memory=device.type == "cuda")
+    check_model_input(model, dataset, model_path)
+    logger.info("decoding %d utterances of %s with %s (%s, %s) on %s", len(dataset), data_dir, model_path,
+                cfg.method, tokenizer, device)
+
+    progress = Progress(len(dataset), what="decoded")
+    start = time.perf_counter()
+    hyps = {utt: tokenizer.decode(ids) for utt, ids in decode_batches(model, loader, decoder, device, progress)}
+    decode_time = time.perf_counter() - start
+    progress.close()
+    audio_s = audio_seconds(data_dir, dataset.frame_counts())
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "score.yaml").unlink(missing_ok=True)  # the folder is incomplete until score.yaml is back
+    save_config(cfg, out_dir / "decode_config.yaml")
+    write_table(out_dir / "hyp.txt", hyps)
+    score = {
+        "model": str(model_path), "model_sha1": file_sha1(model_path), "data_dir": str(data_dir),
+        "lang_dir": str(lang_dir), "decoder": to_dict(cfg), "utts": len(hyps),
+        "decode_time_s": round(decode_time, 3), "audio_s": round(audio_s, 3),
+        "rtf": round(decode_time / audio_s, 5) if audio_s > 0 else None,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    text_path = Path(data_dir) / "text"
+    if text_path.is_file():
+        refs = read_table(text_path)
+        write_table(out_dir / "ref.txt", refs)
+        result = compute_wer(refs, hyps)
+        atomic_write_text(out_dir / "per_utt.txt", "\n".join(per_utt_lines(result)) + "\n")
+        lines = summary_lines(result, str(out_dir))
+        atomic_write_text(out_dir / "wer.txt", "\n".join(lines) + "\n")
+        score.update(result.to_dict())
+        score["kaldi_line"] = kaldi_line(result, str(out_dir))
+        if result.missing:
+            score["missing_utts"] = result.missing[:20]
+        logger.info("%s", lines[0])
+        logger.info("%s", lines[2])
+    else:
+        logger.warning("%s: no transcripts, writing hypotheses only (no scores)", text_path)
+    atomic_write_text(out_dir / "score.yaml", yaml.safe_dump(score, sort_keys=False, allow_unicode=True))
+    logger.info("decoded %d utterances (%.1f s of audio) in %.1f s, real-time factor %.4f -> %s", len(hyps),
+                audio_s, decode_time, score["rtf"] or float("nan"), out_dir)
+    return score

@@ -1,0 +1,332 @@
+"""Result records (``egs/<corpus>/results/<system>.yaml``) and the ``RESULTS.md`` table made from them.
+
+A record is small, committed, and self-contained: which system, on how much data, with which seed, config,
+commit and command, and its dev/test scores (copied from ``exp/<system>/decode_<set>/score.yaml``). The
+table and the bar chart are made from the records only, never from ``exp/``, so that ``RESULTS.md`` can be
+regenerated on a machine that has none of the experiments.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import math
+import re
+import statistics
+from pathlib import Path
+
+import yaml
+
+from asrkt.data.kaldi_dir import DataDir, c_sorted
+from asrkt.utils.atomic import atomic_path, atomic_write_text
+from asrkt.utils.config import load_yaml
+from asrkt.utils.errors import AsrktError, fail
+
+RECORD_VERSION = 1
+# Row groups of the table, in order, with the heading each gets.
+GROUPS = {
+    "teacher": "Teacher (DNN)",
+    "lstm_scratch": "LSTM from scratch",
+    "lstm_kt_finetune": "LSTM, KT pre-training + fine-tuning",
+    "lstm_kt_regularised": "LSTM, KT-regularised",
+    "other": "Other systems",
+}
+REQUIRED_KEYS = ("system", "group", "corpus", "seed", "commit", "results", "date")
+SEED_SUFFIX = re.compile(r"[_.-]?seed\d+$")
+
+
+def infer_group(system: str) -> str:
+    """The table group of a system from its name (exp folder names of ``egs/TEMPLATE/kt.sh``)."""
+    s = system.lower()
+    if "teacher" in s or s.startswith("dnn"):
+        return "teacher"
+    if "scratch" in s:
+        return "lstm_scratch"
+    if "reg" in s:
+        return "lstm_kt_regularised"
+    if "kt" in s or "ft" in s or "finetune" in s:
+        return "lstm_kt_finetune"
+    return "other"
+
+
+def family_of(system: str) -> str:
+    """Records of one family are the same system with different seeds: the name minus a ``_seedN`` tag."""
+    return SEED_SUFFIX.sub("", system) or system
+
+
+def yaml_config_hash(path) -> str:
+    """The hash of a saved ``config.yaml``, computed as :func:`asrkt.utils.config.config_hash` does."""
+    text = yaml.safe_dump(load_yaml(path), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def data_size(data_dir) -> dict:
+    """Utterances and hours of a data dir (hours from utt2dur, else utt2num_frames x the frame shift)."""
+    d = DataDir.load(data_dir, check_sorted=False)
+    utts = len(d.utt2spk or d.text or {})
+    hours = None
+    if d.utt2dur:
+        hours = sum(float(v) for v in d.utt2dur.values()) / 3600
+    elif d.utt2num_frames and (Path(data_dir) / "feats_info.yaml").is_file():
+        shift = load_yaml(Path(data_dir) / "feats_info.yaml").get("frame_shift_ms")
+        if shift:
+            hours = sum(int(v) for v in d.utt2num_frames.values()) * float(shift) / 1000 / 3600
+    return {"utts": utts, "hours": round(hours, 4) if hours is not None else None}
+
+
+def read_summary(exp_dir) -> list[dict]:
+    """Rows of ``exp_dir/summary.tsv`` (one per epoch) as dicts of str; AsrktError if absent."""
+    path = Path(exp_dir) / "summary.tsv"
+    if not path.is_file():
+        raise fail("training summary not found (is the training finished?)", path)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return rows
+
+
+def training_time_s(rows: list[dict], path="summary.tsv") -> float | None:
+    """Total training time from summary.tsv: a cumulative column's last value, or the sum of per-epoch times."""
+    if not rows:
+        return None
+    cols = list(rows[0])
+    for name in ("elapsed_s", "elapsed", "total_time_s", "wall_s"):  # cumulative
+        if name in cols:
+            try:
+                return float(rows[-1][name])
+            except (TypeError, ValueError):
+                raise fail(f"column '{name}' of the last row is not a number: {rows[-1][name]!r}", path) from None
+    for name in ("time_s", "time", "epoch_time_s", "seconds", "epoch_s"):  # per epoch
+        if name in cols:
+            try:
+                return float(sum(float(r[name]) for r in rows))
+            except (TypeError, ValueError):
+                raise fail(f"column '{name}' has a non-number", path) from None
+    return None
+
+
+def decode_scores(exp_dir) -> dict:
+    """``{set: score.yaml contents}`` for every ``exp_dir/decode_<set>/score.yaml``."""
+    out = {}
+    for score in sorted(Path(exp_dir).glob("decode_*/score.yaml")):
+        out[score.parent.name[len("decode_"):]] = load_yaml(score)
+    return out
+
+
+def make_record(system: str, exp_dir, recipe_dir, seed: int, commit: str, command: str,
+                data: dict, group: str | None = None, pretrain_exp_dir=None) -> dict:
+    """Gather one system's record from its exp folder (see the module docstring)."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise fail("experiment directory not found", exp_dir)
+    scores = decode_scores(exp_dir)
+    if not scores:
+        raise fail("no decode_<set>/score.yaml found: run asrkt.bin.decode first", exp_dir)
+    results = {}
+    for name, s in scores.items():
+        results[name] = {k: s[k] for k in ("wer", "cer", "errors", "words", "ins", "del", "sub", "sentences",
+                                          "sentence_errors", "kaldi_line", "model_sha1", "rtf") if k in s}
+    cfg = exp_dir / "config.yaml"
+    rows = read_summary(exp_dir) if (exp_dir / "summary.tsv").is_file() else []
+    record = {
+        "version": RECORD_VERSION,
+        "system": system,
+        "family": family_of(system),
+        "group": group or infer_group(system),
+        "corpus": Path(recipe_dir).resolve().name,
+        "data": data,
+        "seed": seed,
+        "config_hash": yaml_config_hash(cfg) if cfg.is_file() else None,
+        "commit": commit,
+        "exp_dir": str(exp_dir),
+        "results": results,
+        "train_time_s": training_time_s(rows, exp_dir / "summary.tsv"),
+        "epochs": len(rows) or None,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": command,
+    }
+    if pretrain_exp_dir is not None:
+        p_rows = read_summary(pretrain_exp_dir)
+        record["pretrain_exp_dir"] = str(pretrain_exp_dir)
+        record["pretrain_time_s"] = training_time_s(p_rows, Path(pretrain_exp_dir) / "summary.tsv")
+    if record["group"] not in GROUPS:
+        raise AsrktError(f"unknown group '{record['group']}' (known: {', '.join(GROUPS)})")
+    return record
+
+
+def write_record(record: dict, path) -> None:
+    atomic_write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+
+
+def load_records(results_dir) -> list[dict]:
+    """Every ``*.yaml`` record under ``results_dir``, checked; AsrktError naming a bad file."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise fail("results directory not found (run asrkt.bin.record_result first)", results_dir)
+    records = []
+    for path in sorted(results_dir.glob("*.yaml")):
+        rec = load_yaml(path)
+        missing = [k for k in REQUIRED_KEYS if k not in rec]
+        if missing:
+            raise fail(f"not a result record: missing {', '.join(missing)}", path)
+        if not isinstance(rec["results"], dict):
+            raise fail("'results' must map set names to scores", path)
+        for name, s in rec["results"].items():
+            if not isinstance(s, dict) or "wer" not in s:
+                raise fail(f"results.{name} has no 'wer'", path)
+        rec.setdefault("family", family_of(rec["system"]))
+        rec.setdefault("data", {})
+        rec["_path"] = str(path)
+        records.append(rec)
+    if not records:
+        raise fail("no result records (*.yaml) found", results_dir)
+    return records
+
+
+@dataclasses.dataclass
+class Row:
+    """One table row: a family of records (same system, data size; one per seed)."""
+
+    group: str
+    family: str
+    records: list[dict]
+
+    def values(self, set_name: str, key: str = "wer") -> list[float]:
+        return [r["results"][set_name][key] for r in self.records
+                if set_name in r["results"] and r["results"][set_name].get(key) is not None]
+
+
+def group_rows(records: list[dict]) -> list[Row]:
+    rows: dict[tuple, Row] = {}
+    for rec in records:
+        key = (rec["group"], rec["family"], (rec.get("data") or {}).get("utts"))
+        rows.setdefault(key, Row(rec["group"], rec["family"], [])).records.append(rec)
+    order = {g: i for i, g in enumerate(GROUPS)}
+    out = sorted(rows.values(), key=lambda r: (order.get(r.group, len(order)), r.family,
+                                               (r.records[0].get("data") or {}).get("utts") or 0))
+    for r in out:
+        r.records.sort(key=lambda rec: rec["seed"])
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    """``2.51`` for one value, ``2.51 ± 0.30`` (sample std) for several, ``-`` for none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def fmt_time(seconds) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.2f}h"
+
+
+def fmt_data(data: dict) -> str:
+    utts, hours = data.get("utts"), data.get("hours")
+    if utts is None and hours is None:
+        return "-"
+    if hours is None:
+        size = None
+    elif hours < 0.1:  # tiny test sets would all read "0.00 h"
+        size = f"{hours * 60:.1f} min"
+    else:
+        size = f"{hours:.2f} h"
+    parts = [f"{utts} utts" if utts is not None else None, size]
+    return ", ".join(p for p in parts if p)
+
+
+def _set_names(records: list[dict]) -> tuple[str | None, str | None]:
+    """Which result sets are 'dev' and 'test' in the records (dev: dev/valid/..., test: test/eval/...)."""
+    names = {n for r in records for n in r["results"]}
+    dev = next((n for n in ("dev", "valid", "val", "dev_clean") if n in names), None)
+    test = next((n for n in ("test", "eval", "test_clean") if n in names), None)
+    return dev, test
+
+
+def render_markdown(records: list[dict], png_name: str | None = "results/results.png") -> str:
+    """The whole RESULTS.md text from the records."""
+    rows = group_rows(records)
+    dev, test = _set_names(records)
+    corpus = ", ".join(sorted({r["corpus"] for r in records}))
+    out = [f"# Results: {corpus}", "",
+           "Generated by `python -m asrkt.bin.make_results` from the records in `results/*.yaml` "
+           "(do not edit by hand). WER/CER in %; with several seeds, mean ± sample standard deviation.", ""]
+    if png_name:
+        out += [f"![test WER per system]({png_name})", ""]
+    header = ["system", "data", "seed", f"{dev or 'dev'} WER", f"{test or 'test'} WER", f"{test or 'test'} CER",
+              "train time", "commit"]
+    for group, group_iter in itertools.groupby(rows, key=lambda r: r.group):
+        out += [f"## {GROUPS.get(group, group)}", "", "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" for _ in header) + "|"]
+        for row in group_iter:
+            seeds = ",".join(str(r["seed"]) for r in row.records)
+            commits = ",".join(dict.fromkeys(str(r["commit"]) for r in row.records))
+            # KT + fine-tuning costs both trainings
+            times = [r["train_time_s"] + (r.get("pretrain_time_s") or 0) for r in row.records
+                     if r.get("train_time_s") is not None]
+            cells = [row.family, fmt_data(row.records[0].get("data") or {}), seeds,
+                     mean_std(row.values(dev)) if dev else "-", mean_std(row.values(test)) if test else "-",
+                     mean_std(row.values(test, "cer")) if test else "-",
+                     fmt_time(statistics.mean(times)) if times else "-", commits]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    ordered = [rec for row in rows for rec in row.records]  # table order: by group, then system, then seed
+    out += ["## Kaldi-style scores", "", "```"]
+    for rec in ordered:
+        for name in c_sorted(rec["results"]):
+            line = rec["results"][name].get("kaldi_line")
+            if line:
+                out.append(f"{line}  # {rec['system']} seed {rec['seed']}")
+    out += ["```", "", "## Commands", ""]
+    for rec in ordered:
+        cfg = f", config {rec['config_hash']}" if rec.get("config_hash") else ""
+        out += [f"- `{rec['system']}` (seed {rec['seed']}, commit {rec['commit']}{cfg}, {rec['date']}):",
+                "", "  ```sh", f"  {rec.get('command') or '(not recorded)'}", "  ```", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def plot_results(records: list[dict], out_png) -> None:
+    """Bar chart of test WER per system (mean over seeds, error bar = sample std), coloured by group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = group_rows(records)
+    dev, test = _set_names(records)
+    test = test or dev  # no test set: chart the dev set rather than nothing
+    labels, means, stds, colors = [], [], [], []
+    palette = plt.get_cmap("tab10")
+    group_index = {g: i for i, g in enumerate(GROUPS)}
+    for row in rows:
+        vals = row.values(test) if test else []
+        if not vals:
+            continue
+        labels.append(row.family + (f"\n({len(vals)} seeds)" if len(vals) > 1 else ""))
+        means.append(statistics.mean(vals))
+        stds.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        colors.append(palette(group_index.get(row.group, len(GROUPS))))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1), 3.6))
+    x = range(len(labels))
+    bars = ax.bar(x, means, yerr=stds, color=colors, capsize=4)
+    for b, m, sd in zip(bars, means, stds):  # the value above the error bar
+        ax.annotate(f"{m:.2f}", (b.get_x() + b.get_width() / 2, m + sd), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"{test or 'test'} WER (%)")
+    ax.set_title(f"{', '.join(sorted({r['corpus'] for r in records}))}: {test or 'test'} WER per system")
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,246 @@
+"""Dump a teacher's per-frame outputs to Kaldi archives, and finish a posterior dir (merged scp + sidecar).
+
+One dump job (:func:`dump_posteriors`) runs the teacher over a data dir (usually one split of it) in eval mode
+under ``torch.inference_mode`` and writes, per utterance, at the teacher's output frame rate:
+
+- ``log_probs`` (default): float32 (frames, classes) log-softmax of the logits, so a temperature can be
+  applied later (softmax(log_softmax(z) / T) == softmax(z / T));
+- ``logits``: the raw float32 logits;
+- with ``topk`` K > 0: Kaldi's Posterior format, per frame the K most probable class ids with their
+  probabilities renormalised over the K kept (so each frame sums to 1), which Kaldi nnet1 trains on.
+
+Each job also writes ``<ark stem>.info.yaml`` beside its archive (what it wrote, and from what).
+:func:`finish_posteriors` checks that all jobs agree, merges ``post.JOB.scp`` into ``post.scp`` and writes
+``post_info.yaml``, the sidecar :class:`asrkt.transfer.soft_targets.PosteriorInfo` reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from asrkt.data.kaldi_dir import read_table
+from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
+from asrkt.decode.progress import Progress
+from asrkt.utils.atomic import atomic_write_text
+from asrkt.utils.config import load_yaml
+from asrkt.utils.errors import AsrktError, fail
+
+logger = logging.getLogger(__name__)
+
+OUTPUTS = ("log_probs", "logits")
+POST_INFO = "post_info.yaml"
+POST_SCP = "post.scp"
+TOPK_KIND = "topk_posterior"
+# Keys every job of one dump must agree on.
+JOB_CONSISTENT_KEYS = ("kind", "num_classes", "topk", "frame_shift_ms", "subsampling", "feature_config_hash",
+                       "teacher_checkpoint_sha1", "temperature")
+
+
+def file_sha1(path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class DumpStats:
+    utts: int = 0
+    frames: int = 0  # output (posterior) frames
+    input_frames: int = 0
+    seconds: float = 0.0
+    bytes: int = 0  # archive size, when the archive is a file
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.input_frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def teacher_outputs(model, feats: torch.Tensor, lengths: torch.Tensor, output: str = "log_probs",
+                    topk: int = 0):
+    """The dumped quantity for one batch: ``(values, indices or None, out_lengths)``.
+
+    Dense: values (B, T', C) float32 log-probabilities or logits. Top-k: values (B, T', k) probabilities
+    renormalised over the k kept, indices (B, T', k) class ids. Run under ``torch.inference_mode``.
+    """
+    logits, out_lengths = model(feats, lengths)
+    logits = logits.float()
+    if topk:
+        # top-k of logits == top-k of log-probs, and softmax over the kept values renormalises them
+        values, indices = logits.topk(topk, dim=-1)
+        return F.softmax(values, dim=-1), indices, out_lengths
+    if output == "log_probs":
+        return F.log_softmax(logits, dim=-1), None, out_lengths
+    if output == "logits":
+        return logits, None, out_lengths
+    raise AsrktError(f"unknown output '{output}' (known: {', '.join(OUTPUTS)})")
+
+
+def job_info_path(ark_path) -> Path:
+    """``post.3.ark`` -> ``post.3.info.yaml`` (the per-job sidecar)."""
+    ark_path = Path(ark_path)
+    stem = ark_path.name[:-4] if ark_path.name.endswith(".ark") else ark_path.name
+    return ark_path.with_name(stem + ".info.yaml")
+
+
+def feature_info(data_dir) -> dict:
+    from asrkt.features.info import read_feats_info
+
+    return read_feats_info(data_dir)
+
+
+def dump_posteriors(model_path, data_dir, wspecifier: str, output: str = "log_probs", topk: int = 0,
+                    batch_frames: int = 20000, device: str = "auto", in_memory: bool = False) -> DumpStats:
+    """One dump job: run the teacher ``model_path`` over ``data_dir`` and write ``wspecifier``."""
+    from asrkt.decode.ctc import resolve_device
+    from asrkt.io import MatrixWriter, PosteriorWriter, parse_wspecifier, topk_to_posterior
+
+    if output not in OUTPUTS:
+        raise AsrktError(f"--output must be one of {', '.join(OUTPUTS)}, got '{output}'")
+    if topk < 0:
+        raise AsrktError(f"--topk must be >= 0 (0: dense), got {topk}")
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise fail("teacher checkpoint not found (train the teacher first)", model_path)
+    spec = parse_wspecifier(wspecifier)
+    dev = resolve_device(device)
+    model, _ = load_checkpoint(model_path, "teacher", device=dev)
+    if topk > model.num_classes:
+        raise AsrktError(f"--topk {topk} exceeds the teacher's {model.num_classes} classes ({model_path})")
+    feats_info = feature_info(data_dir)
+    dataset, loader = inference_loader(data_dir, batch_frames, in_memory=in_memory, pin_memory=dev.type == "cuda")
+    check_model_input(model, dataset, model_path)
+    sha1 = file_sha1(model_path)
+    kind = TOPK_KIND if topk else output
+    logger.info("dumping %s of %s (%d classes, subsampling %d) for %d utterances of %s -> %s on %s", kind,
+                model_path, model.num_classes, model.subsampling, len(dataset), data_dir, wspecifier, dev)
+
+    stats = DumpStats()
+    progress = Progress(len(dataset), what="dumped")
+    start = time.perf_counter()
+    writer = PosteriorWriter(wspecifier) if topk else MatrixWriter(wspecifier)
+    with writer, torch.inference_mode():
+        for batch in loader:
+            lengths = batch.lengths
+            values, indices, out_lengths = teacher_outputs(model, batch.feats.to(dev, non_blocking=True),
+                                                           lengths.to(dev), output, topk)
+            values = values.cpu().numpy()
+            indices = indices.cpu().numpy() if indices is not None else None
+            out_lengths = out_lengths.cpu().tolist()
+            for b, utt in enumerate(batch.utts):
+                n = out_lengths[b]
+                if topk:
+                    writer.write(utt, topk_to_posterior(indices[b, :n], values[b, :n]))
+                else:
+                    writer.write(utt, values[b, :n])
+                stats.frames += n
+            stats.utts += len(batch.utts)
+            stats.input_frames += int(lengths.sum())
+            progress.update(len(batch.utts), int(lengths.sum()))
+    stats.seconds = time.perf_counter() - start
+    progress.close()
+    if spec.ark_is_file:
+        stats.bytes = Path(spec.ark).stat().st_size
+        info = {
+            "kind": kind, "num_classes": model.num_classes, "topk": topk,
+            "frame_shift_ms": float(feats_info["frame_shift_ms"]) * model.subsampling,
+            "subsampling": model.subsampling, "feature_config_hash": feats_info["config_hash"],
+            "teacher_checkpoint": str(model_path), "teacher_checkpoint_sha1": sha1, "temperature": 1.0,
+            "data_dir": str(data_dir), "num_utts": stats.utts, "num_frames": stats.frames, "bytes": stats.bytes,
+            "seconds": round(stats.seconds, 3),
+        }
+        atomic_write_text(job_info_path(spec.ark), yaml.safe_dump(info, sort_keys=False))
+    logger.info("dumped %d utterances, %d frames (%.0f input frames/s), %d bytes (%.1f bytes/frame)", stats.utts,
+                stats.frames, stats.frames_per_s, stats.bytes, stats.bytes / max(stats.frames, 1))
+    return stats
+
+
+def finish_posteriors(post_dir, nj: int, data_dir=None, model_path=None) -> dict:
+    """Merge the ``nj`` job scripts of ``post_dir`` into ``post.scp`` and write ``post_info.yaml``.
+
+    Checks: every job finished (its scp and info exist), all jobs agree on what they dumped; with
+    ``model_path``, the teacher checkpoint is still the one dumped; with ``data_dir``, its features are the
+    ones the teacher saw and every utterance with features has posteriors. Returns the info written.
+    """
+    from asrkt.io import merge_scp
+
+    post_dir = Path(post_dir)
+    if nj < 1:
+        raise AsrktError(f"number of jobs must be >= 1, got {nj}")
+    if not post_dir.is_dir():
+        raise fail("posterior directory not found", post_dir)
+    scps, infos = [], []
+    for j in range(1, nj + 1):
+        scp = post_dir / f"post.{j}.scp"
+        info_path = job_info_path(post_dir / f"post.{j}.ark")
+        if not scp.is_file() or not info_path.is_file():
+            missing = scp if not scp.is_file() else info_path
+            raise fail(f"missing: dump job {j} of {nj} did not finish (see {post_dir}/log/dump.{j}.log)", missing)
+        scps.append(scp)
+        infos.append((info_path, load_yaml(info_path)))
+    first_path, first = infos[0]
+    for path, info in infos[1:]:
+        for key in JOB_CONSISTENT_KEYS:
+            if info.get(key) != first.get(key):
+                raise fail(f"jobs disagree on {key}: {info.get(key)!r} here, {first.get(key)!r} in {first_path} "
+                           "(mixed dumps? rerun stage 4 with --overwrite true)", path)
+    if model_path is not None:
+        model_path = Path(model_path)
+        if not model_path.exists():
+            raise fail("teacher checkpoint not found", model_path)
+        if file_sha1(model_path) != first["teacher_checkpoint_sha1"]:
+            raise fail(f"the teacher checkpoint changed since the posteriors were dumped from "
+                       f"{first.get('teacher_checkpoint')}; dump them again", model_path)
+    merged = post_dir / POST_SCP
+    have: dict[str, Path] = {}
+    for scp in scps:
+        for utt in read_table(scp, check_sorted=False):
+            if utt in have:
+                raise fail(f"also in {have[utt]}: the split overlapped or a job ran on the wrong data", scp, utt)
+            have[utt] = scp
+    total_utts = sum(int(i["num_utts"]) for _, i in infos)
+    if len(have) != total_utts:
+        raise fail(f"{len(have)} distinct utterances in the job scripts but the jobs report {total_utts}",
+                   post_dir)
+    if data_dir is not None:  # checked before anything is written
+        feats = feature_info(data_dir)
+        if feats["config_hash"] != first["feature_config_hash"]:
+            raise fail(f"features of {data_dir} (config {feats['config_hash']}) are not the ones the teacher "
+                       f"saw (config {first['feature_config_hash']})", post_dir)
+        feats_scp = Path(data_dir) / "feats.scp"
+        missing = [u for u in read_table(feats_scp, check_sorted=False) if u not in have]
+        if missing:
+            raise fail(f"{len(missing)} utterances of {feats_scp} have no posteriors (first: '{missing[0]}'); "
+                       "was the split made from another data dir?", post_dir, utt=missing[0])
+    (post_dir / POST_INFO).unlink(missing_ok=True)  # the dir is incomplete until the sidecar is back
+    merge_scp(scps, merged)
+    frames = sum(int(i["num_frames"]) for _, i in infos)
+    nbytes = sum(int(i["bytes"]) for _, i in infos)
+    info = {key: first[key] for key in JOB_CONSISTENT_KEYS}
+    info.update({
+        "teacher_checkpoint": first.get("teacher_checkpoint"),
+        "num_utts": total_utts, "num_frames": frames, "bytes": nbytes,
+        "bytes_per_frame": round(nbytes / frames, 2) if frames else None,
+        "nj": nj, "seconds": round(sum(float(i.get("seconds", 0)) for _, i in infos), 3),
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    })
+    atomic_write_text(post_dir / POST_INFO, yaml.safe_dump(info, sort_keys=False))
+    logger.info("%s: %d utterances, %d frames, %.1f MB (%s) from %d jobs", merged, total_utts, frames,
+                nbytes / 1e6, info["kind"], nj)
+    return info
+
+
+def bytes_per_frame(num_classes: int, topk: int = 0) -> float:
+    """Approximate archive bytes per frame (large utterances): dense float32, or Kaldi binary Posterior
+    (per frame a 5-byte count, per pair 10 bytes: int32 and float32 each with a size byte)."""
+    return 5 + 10 * topk if topk else 4 * num_classes
+
