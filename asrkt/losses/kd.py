@@ -75,8 +75,12 @@ def kd_loss_sparse_reference(student_logits: torch.Tensor, indices: torch.Tensor
                          f"[{int(indices.min())}, {int(indices.max())}]")
     log_q = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(-1, indices)
     log_p = sparse_teacher_log_probs(values, temperature)
-    p = log_p.exp()
-    per_frame = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+    # Padding entries (-inf), and every entry of an all-padding frame (NaN after log_softmax), get p = 0 and a
+    # finite log p, so they contribute neither loss nor a NaN gradient.
+    kept = torch.isfinite(log_p)
+    p = torch.where(kept, log_p.exp(), torch.zeros_like(log_p))
+    log_p = torch.where(kept, log_p, torch.zeros_like(log_p))
+    per_frame = (p * (log_p - log_q)).sum(-1)
     return alpha * temperature ** 2 * _reduce(per_frame, mask, reduction)
 
 
