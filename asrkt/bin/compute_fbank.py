@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from asrkt.utils.cli import main_wrapper
 from asrkt.utils.config import add_config_arguments, config_from_args, config_hash, to_dict
 from asrkt.utils.errors import fail
 from asrkt.utils.logging import log_environment, setup_logging
+from asrkt.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -30,38 +30,6 @@ logger = logging.getLogger(__name__)
 MAX_OVERSHOOT_S = 0.5
 
 
-class Progress:
-    """tqdm on a terminal; otherwise a log line every ``every_s`` seconds with utts/s, frames/s and ETA."""
-
-    def __init__(self, total: int, what: str = "utts", every_s: float = 10.0):
-        self.total, self.what, self.every_s = total, what, every_s
-        self.done = 0
-        self.frames = 0
-        self.start = self.last = time.monotonic()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=what, file=sys.stderr)
-
-    def update(self, frames: int) -> None:
-        self.done += 1
-        self.frames += frames
-        if self.bar is not None:
-            self.bar.update(1)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every_s or self.done == self.total:
-            self.last = now
-            elapsed = max(now - self.start, 1e-9)
-            rate = self.done / elapsed
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            logger.info("%d/%d %s (%.1f %s/s, %.0f frames/s), elapsed %.1fs, ETA %.1fs", self.done, self.total,
-                        self.what, rate, self.what, self.frames / elapsed, elapsed, eta)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _parse_segment(utt: str, value: str, path, wav_scp: dict) -> tuple[str, float, float]:
@@ -124,7 +92,7 @@ def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, 
         raise fail("data directory not found", data_dir)
     table = data_dir / ("segments" if (data_dir / "segments").is_file() else "wav.scp")
     total = len(read_table(table))
-    progress = Progress(total)
+    progress = Progress(total, desc="fbank")
     num_frames = 0
     try:
         with MatrixWriter(wspecifier) as writer:
@@ -132,7 +100,7 @@ def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, 
                 feats = compute_fbank(samples, rate, cfg, utt=utt, source=source)
                 writer.write(utt, feats)
                 num_frames += feats.shape[0]
-                progress.update(feats.shape[0])
+                progress.update(1, feats.shape[0])
     finally:
         progress.close()
     return total, num_frames

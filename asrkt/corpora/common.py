@@ -4,8 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 
 from asrkt.data.kaldi_dir import DataDir, spk2utt_from_utt2spk, write_data_dir
@@ -73,37 +71,3 @@ def _same_tables(path: Path, tables: dict) -> bool:
         if have != want:
             return False
     return d.spk2utt == spk2utt_from_utt2spk({k: str(v) for k, v in tables["utt2spk"].items()})
-
-
-class Progress:
-    """tqdm when stderr is a terminal; otherwise a log line every ``interval`` seconds with rate and ETA."""
-
-    def __init__(self, total: int, what: str = "utts", desc: str = "", interval: float = 10.0,
-                 log: logging.Logger | None = None):
-        self.total, self.what, self.desc, self.interval = total, what, desc, interval
-        self.log = log or logger
-        self.done = 0
-        self.start = self.last = time.monotonic()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit=what.rstrip("s") or "it")
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.interval or self.done == self.total:
-            self.last = now
-            elapsed = now - self.start
-            rate = self.done / elapsed if elapsed > 0 else float("inf")
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            self.log.info("%s%d/%d %s (%.1f %s/s, elapsed %.0fs, ETA %.0fs)", f"{self.desc}: " if self.desc else "",
-                          self.done, self.total, self.what, rate, self.what, elapsed, eta)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from asrkt.corpora.common import Progress, replace_data_dir, swap_in_dir
+from asrkt.corpora.common import replace_data_dir, swap_in_dir
+from asrkt.utils.progress import Progress
 from asrkt.corpora.espeak import Espeak, english_languages, voice_variants
 from asrkt.data.kaldi_dir import c_sorted, read_table, write_table
 from asrkt.features.audio import resample

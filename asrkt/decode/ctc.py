@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from asrkt.decode.progress import Progress
+from asrkt.utils.progress import Progress
 from asrkt.utils.errors import AsrktError
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import yaml
 from asrkt.data.kaldi_dir import read_table, write_table
 from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
 from asrkt.decode.ctc import DecodeConfig, build_decoder, decode_batches, resolve_device
-from asrkt.decode.progress import Progress
+from asrkt.utils.progress import Progress
 from asrkt.score.wer import compute_wer, kaldi_line, per_utt_lines, summary_lines
 from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.config import save_config, to_dict
@@ -59,7 +59,7 @@ def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig |
     logger.info("decoding %d utterances of %s with %s (%s, %s) on %s", len(dataset), data_dir, model_path,
                 cfg.method, tokenizer, device)
 
-    progress = Progress(len(dataset), what="decoded")
+    progress = Progress(len(dataset), desc="decoded")
     start = time.perf_counter()
     hyps = {utt: tokenizer.decode(ids) for utt, ids in decode_batches(model, loader, decoder, device, progress)}
     decode_time = time.perf_counter() - start

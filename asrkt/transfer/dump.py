@@ -28,7 +28,7 @@ import yaml
 
 from asrkt.data.kaldi_dir import read_table
 from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
-from asrkt.decode.progress import Progress
+from asrkt.utils.progress import Progress
 from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.config import load_yaml
 from asrkt.utils.errors import AsrktError, fail
@@ -125,7 +125,7 @@ def dump_posteriors(model_path, data_dir, wspecifier: str, output: str = "log_pr
                 model_path, model.num_classes, model.subsampling, len(dataset), data_dir, wspecifier, dev)
 
     stats = DumpStats()
-    progress = Progress(len(dataset), what="dumped")
+    progress = Progress(len(dataset), desc="dumped")
     start = time.perf_counter()
     writer = PosteriorWriter(wspecifier) if topk else MatrixWriter(wspecifier)
     with writer, torch.inference_mode():

@@ -15,4 +15,5 @@ size=default     # digits corpus size: default (about 1.5 h of training speech) 
 
 # kt.sh parses the options: these defaults first, then the command line's, so that the latter win.
 ./kt.sh --stage "$stage" --stop-stage "$stop_stage" --nj "$nj" --overwrite "$overwrite" \
-    --data-opts "--size $size --nj $nj" --test-sets "dev test" "$@"
+    --data-opts "--size $size --nj $nj" --test-sets "dev test" \
+    --token-kind bpe --vocab-size 50 "$@"
