@@ -58,28 +58,16 @@ lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")
 post_sets="$train_set $valid_set"
 post_dir() { echo "$teacher/post_$1"; }
 
-# is_done MARKER: true (and says so) when the stage output already exists and --overwrite is false.
-is_done() {
-  if [ -f "$1" ] && ! "$overwrite"; then
-    log "skipping: $1 exists (rerun with --overwrite true to redo)"
-    return 0
-  fi
-  rm -f "$1"
-  return 1
-}
-
-stage_elapsed() { log "Stage $1 done [elapsed=$(( $(date +%s) - $2 ))s]"; }
-
 # train_system EXP CONFIG [extra train options]: one training run; resumes from its checkpoints,
 # starts over with --overwrite true. Runs in the foreground so that its progress shows.
 train_system() {
   local exp=$1 config=$2; shift 2
-  if is_done "$exp/.done"; then return 0; fi
+  if stage_is_done "$exp"; then return 0; fi
   if "$overwrite"; then rm -rf "$exp"; fi
   # shellcheck disable=SC2086
   python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" --valid-dir "data/$valid_set" \
     --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args
-  touch "$exp/.done"
+  stage_mark_done "$exp"
 }
 
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
@@ -88,75 +76,68 @@ systems="$teacher exp/student_kt_ft${tag}"
 [ -n "$kt_reg_config" ] && systems="$systems exp/student_kt_reg${tag}"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  log "Stage 0: data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$train_set,$valid_set,test}"
-  t0=$(date +%s)
-  if ! is_done data/.done.stage0; then
+  stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$train_set,$valid_set,test}"
+  if ! stage_is_done data; then
     # shellcheck disable=SC2086
     local/data.sh ${corpus_dir:+--corpus-dir "$corpus_dir"} $data_opts
     for x in $train_set $valid_set $test_sets; do
       python -m asrkt.bin.validate_data_dir --no-feats "data/$x"
     done
-    touch data/.done.stage0
+    stage_mark_done data
   fi
-  stage_elapsed 0 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: fbank features and CMVN: data/<set>/wav.scp -> fbank/, data/<set>/{feats,cmvn}.scp"
-  t0=$(date +%s)
+  stage_begin 1 "fbank features and CMVN: data/<set>/wav.scp -> fbank/, data/<set>/{feats,cmvn}.scp"
   for x in $(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | sort -u); do
-    is_done "data/$x/.done.fbank" && continue
+    stage_is_done "exp/make_fbank/$x" && continue
     utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --fbank-config "$fbank_config" \
       "data/$x" "exp/make_fbank/$x" fbank
-    touch "data/$x/.done.fbank"
+    stage_mark_done "exp/make_fbank/$x"
   done
-  stage_elapsed 1 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  log "Stage 2: tokenizer ($token_kind) from the training text only: data/$train_set/text -> $lang"
-  t0=$(date +%s)
-  if ! is_done "$lang/.done"; then
+  stage_begin 2 "tokenizer ($token_kind) from the training text only: data/$train_set/text -> $lang"
+  if ! stage_is_done "$lang"; then
     python -m asrkt.bin.prepare_lang --kind "$token_kind" --vocab-size "$vocab_size" "data/$train_set/text" "$lang"
-    touch "$lang/.done"
+    stage_mark_done "$lang"
   fi
-  stage_elapsed 2 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "Stage 3: DNN teacher with CTC: data/$train_set, $lang -> $teacher"
-  t0=$(date +%s)
+  stage_begin 3 "DNN teacher with CTC: data/$train_set, $lang -> $teacher"
   train_system "$teacher" "$teacher_config"
-  stage_elapsed 3 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
-  t0=$(date +%s)
+  stage_begin 4 "dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
   for x in $post_sets; do
     dir=$(post_dir "$x")
-    is_done "$dir/.done" && continue
+    stage_is_done "$dir" && continue
     python -m asrkt.bin.split_data_dir "data/$x" "$nj"
     $train_cmd JOB=1:"$nj" "$dir/log/dump.JOB.log" \
       python -m asrkt.bin.dump_posteriors --model "$teacher/final.pt" --data-dir "data/$x/split$nj/JOB" \
         --topk "$post_topk" --wspecifier "ark,scp:$dir/post.JOB.ark,$dir/post.JOB.scp"
     python -m asrkt.bin.finish_posteriors --data-dir "data/$x" --model "$teacher/final.pt" "$dir" "$nj"
-    touch "$dir/.done"
+    stage_mark_done "$dir"
   done
-  stage_elapsed 4 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> exp/student_kt${tag}"
-  t0=$(date +%s)
+  stage_begin 5 "LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> exp/student_kt${tag}"
   train_system "exp/student_kt${tag}" "$kt_config" \
     --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
-  stage_elapsed 5 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: fine-tuning with CTC (exp/student_kt${tag} -> exp/student_kt_ft${tag}) and the baselines"
-  t0=$(date +%s)
+  stage_begin 6 "fine-tuning with CTC (exp/student_kt${tag} -> exp/student_kt_ft${tag}) and the baselines"
   train_system "exp/student_kt_ft${tag}" "$finetune_config" --init-from "exp/student_kt${tag}/final.pt"
   if [ -n "$scratch_config" ]; then
     train_system "exp/student_scratch${tag}" "$scratch_config"
@@ -165,19 +146,18 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     train_system "exp/student_kt_reg${tag}" "$kt_reg_config" \
       --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
   fi
-  stage_elapsed 6 "$t0"
+  stage_end
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  log "Stage 7: decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, RESULTS.md"
-  t0=$(date +%s)
+  stage_begin 7 "decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, RESULTS.md"
   for exp in $systems; do
     for x in $test_sets; do
       dir=$exp/decode_$x
-      is_done "$dir/.done" && continue
+      stage_is_done "$dir" && continue
       python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x" --lang-dir "$lang" --out-dir "$dir"
       grep -h '%WER' "$dir/wer.txt"
-      touch "$dir/.done"
+      stage_mark_done "$dir"
     done
     python -m asrkt.bin.record_result --recipe-dir . --system "$(basename "$exp")" --exp-dir "$exp" \
       --train-dir "data/$train_set" --seed "$seed"
@@ -185,7 +165,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m asrkt.bin.make_results --recipe-dir .
   python -m asrkt.bin.plot_curves $systems --out "exp/curves${tag}.png"
   cat RESULTS.md
-  stage_elapsed 7 "$t0"
+  stage_end
 fi
 
 log "Successfully finished [elapsed=$(( $(date +%s) - recipe_start ))s]"

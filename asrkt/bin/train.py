@@ -1,0 +1,84 @@
+"""Train an acoustic model: the DNN teacher, the KT student, fine-tuning, the baselines (one tool for all).
+
+    python -m asrkt.bin.train --config conf/x.yaml [--key value ...] --train-dir data/train \\
+        --valid-dir data/dev --lang-dir data/lang_char --exp-dir exp/x \\
+        [--train-post exp/teacher/post_train --valid-post exp/teacher/post_dev] \\
+        [--init-from exp/y/final.pt] [--seed N]
+
+``loss.kd_alpha`` picks the system: 0 = CTC on the transcripts (teacher, fine-tuning with --init-from,
+from-scratch baseline), 1 = the teacher's soft targets only (KT pre-training; --train-post/--valid-post),
+between = KT as a regulariser. Every config key is also an option (``--optim.lr 0.0005``,
+``--schedule.max-epochs 10``); ``--print-config`` shows the resolved config.
+
+Writes to the exp dir: config.yaml, replay.sh, log/train.log, checkpoints/, final.pt, summary.tsv,
+train_curves.png (see asrkt.train.trainer). Rerun with the same arguments to resume after an interruption;
+a changed config is refused (start over in a new exp dir, or delete the old one).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from asrkt.train.trainer import Trainer, TrainConfig
+from asrkt.utils.atomic import atomic_write_text
+from asrkt.utils.cli import main_wrapper
+from asrkt.utils.config import add_config_arguments, config_from_args, to_yaml
+from asrkt.utils.logging import log_environment, setup_logging
+
+logger = logging.getLogger("asrkt.bin.train")
+
+
+def write_replay(exp_dir: Path, argv: list[str]) -> None:
+    """``replay.sh``: the exact command, run from the directory it was run in (the recipe dir)."""
+    cwd = os.getcwd()
+    text = ("#!/usr/bin/env bash\n"
+            "# Replays the training command of this exp folder (written by asrkt.bin.train).\n"
+            f"cd {shlex.quote(cwd)} || exit 1\n"
+            "[ -f ./path.sh ] && . ./path.sh\n"
+            f"exec python -m asrkt.bin.train {' '.join(shlex.quote(a) for a in argv)}\n")
+    path = exp_dir / "replay.sh"
+    atomic_write_text(path, text)
+    path.chmod(0o755)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-dir", required=True, help="training data dir (features + CMVN, text)")
+    parser.add_argument("--valid-dir", required=True, help="dev data dir: learning-rate schedule, model choice")
+    parser.add_argument("--exp-dir", required=True, help="output folder (resumed if it has checkpoints)")
+    parser.add_argument("--lang-dir", default=None, help="tokenizer dir (needed unless loss.kd_alpha is 1)")
+    parser.add_argument("--train-post", default=None, help="teacher posterior dir of the training set")
+    parser.add_argument("--valid-post", default=None, help="teacher posterior dir of the dev set")
+    parser.add_argument("--init-from", default=None, help="model checkpoint to initialise the weights from")
+    parser.add_argument("--log-level", default="INFO")
+    add_config_arguments(parser, TrainConfig)
+    return parser
+
+
+@main_wrapper
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args, TrainConfig)
+    exp_dir = Path(args.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(args.log_level, exp_dir / "log" / "train.log")
+    from asrkt.train.trainer import resolve_device
+
+    log_environment(logger, {"seed": cfg.seed, "device": resolve_device(cfg.device), "exp_dir": exp_dir, "train_dir": args.train_dir,
+                             "valid_dir": args.valid_dir, "lang_dir": args.lang_dir, "train_post": args.train_post,
+                             "valid_post": args.valid_post, "init_from": args.init_from,
+                             "resolved config": "\n" + to_yaml(cfg)})
+    trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, lang_dir=args.lang_dir,
+                      train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from)
+    trainer.check_resume()  # before replay.sh is rewritten: a refused resume leaves the folder as it was
+    write_replay(exp_dir, argv)
+    trainer.run()
+
+
+if __name__ == "__main__":
+    main()

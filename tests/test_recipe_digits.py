@@ -1,0 +1,74 @@
+"""Smoke run of the default recipe on the tiny digits corpus: every stage one by one, a rerun that skips all of
+them, and an --overwrite that redoes one. Slow (a few minutes on 2 cores), and CI runs it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Tiny models and one epoch: this checks that the stages fit together, not the WER.
+TINY_TRAIN_ARGS = ("--schedule.max_epochs 1 --schedule.min_epochs 1 --model.dnn.hidden_units 64 "
+                   "--model.dnn.hidden_layers 2 --model.lstm.cells 32 --model.lstm.num_layers 1")
+SYSTEMS = ("teacher", "student_kt_ft", "student_scratch", "student_kt_reg")
+
+
+def _recipe_copy(repo_root: Path, dest: Path) -> Path:
+    """egs/digits as a user would have it, in a temporary folder (shared parts linked, settings copied)."""
+    src = repo_root / "egs" / "digits"
+    dest.mkdir()
+    for name in ("utils", "kt.sh", "path.sh", "local"):
+        (dest / name).symlink_to(src / name)
+    for name in ("run.sh", "cmd.sh"):
+        shutil.copy(src / name, dest / name)
+    shutil.copytree(src / "conf", dest / "conf")
+    return dest
+
+
+def _run(recipe: Path, *args: str) -> str:
+    cmd = ["./run.sh", "--data-opts", "--size tiny", "--train-args", TINY_TRAIN_ARGS, *args]
+    proc = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    assert "Successfully finished" in out
+    return out
+
+
+@pytest.mark.slow
+def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
+    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+
+    for stage in range(8):
+        out = _run(recipe, "--stage", str(stage), "--stop-stage", str(stage))
+        assert f"Stage {stage}: finished" in out
+
+    # What each stage left behind.
+    for x in ("train", "dev", "test"):
+        for f in ("wav.scp", "text", "utt2spk", "spk2utt", "feats.scp", "cmvn.scp", "utt2num_frames",
+                  "feats_info.yaml"):
+            assert (recipe / "data" / x / f).is_file(), f"data/{x}/{f} missing"
+    assert (recipe / "data/lang_bpe50/tokens.txt").is_file()
+    info = yaml.safe_load((recipe / "exp/teacher/post_train/post_info.yaml").read_text())
+    assert info["kind"] == "log_probs" and info["num_classes"] == 50
+    assert (recipe / "exp/student_kt/final.pt").exists()
+    for system in SYSTEMS:
+        for x in ("dev", "test"):
+            assert "%WER" in (recipe / "exp" / system / f"decode_{x}" / "wer.txt").read_text()
+        assert (recipe / "results" / f"{system}.yaml").is_file()
+    results = (recipe / "RESULTS.md").read_text()
+    assert all(system in results for system in SYSTEMS)
+
+    # A rerun skips every stage: nothing is trained, synthesised or decoded again.
+    marker = recipe / "exp/teacher/decode_test/.done"
+    before = marker.stat().st_mtime_ns
+    out = _run(recipe)
+    assert "epoch 1" not in out and "synthesising" not in out
+    assert out.count("skipping it") >= 10
+    assert marker.stat().st_mtime_ns == before
+
+    # --overwrite true redoes what it is asked to (here stage 7) and only that.
+    out = _run(recipe, "--stage", "7", "--stop-stage", "7", "--overwrite", "true")
+    assert "redoing it" in out and "%WER" in out
+    assert marker.stat().st_mtime_ns != before
