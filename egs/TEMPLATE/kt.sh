@@ -35,6 +35,7 @@ kt_config=conf/student_kt.yaml                  # stage 5: LSTM pre-trained on t
 finetune_config=conf/finetune.yaml              # stage 6: KT student fine-tuned with CTC
 scratch_config=conf/student_scratch.yaml        # stage 6: the same LSTM from scratch (empty: skip)
 kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, alpha mix (empty: skip)
+parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
 tag=""                 # suffix of the exp folder names, to keep variants apart (e.g. _seed2)
@@ -138,13 +139,36 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   stage_begin 6 "fine-tuning with CTC (exp/student_kt${tag} -> exp/student_kt_ft${tag}) and the baselines"
-  train_system "exp/student_kt_ft${tag}" "$finetune_config" --init-from "exp/student_kt${tag}/final.pt"
-  if [ -n "$scratch_config" ]; then
-    train_system "exp/student_scratch${tag}" "$scratch_config"
-  fi
-  if [ -n "$kt_reg_config" ]; then
-    train_system "exp/student_kt_reg${tag}" "$kt_reg_config" \
-      --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
+  runs=("exp/student_kt_ft${tag}|$finetune_config|--init-from exp/student_kt${tag}/final.pt")
+  [ -n "$scratch_config" ] && runs+=("exp/student_scratch${tag}|$scratch_config|")
+  [ -n "$kt_reg_config" ] && runs+=("exp/student_kt_reg${tag}|$kt_reg_config|--train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")")
+  if "$parallel_baselines"; then
+    # Independent runs, one thread each: on a few cores this beats running them one after the other.
+    pids=()
+    for r in "${runs[@]}"; do
+      IFS='|' read -r exp config extra <<< "$r"
+      if "$overwrite"; then rm -rf "$exp"; fi  # before its log opens: train_system would remove it under us
+      mkdir -p "$exp/log"
+      log "training $exp in the background; follow it in $exp/log/train.log"
+      # shellcheck disable=SC2086
+      train_system "$exp" "$config" $extra --num-threads 1 > "$exp/log/stage6.out" 2>&1 &
+      pids+=($!)
+    done
+    failed=0
+    for i in "${!pids[@]}"; do
+      exp=${runs[$i]%%|*}
+      if ! wait "${pids[$i]}"; then
+        log "training $exp failed; the end of $exp/log/stage6.out:"; tail -n 20 "$exp/log/stage6.out" >&2
+        failed=1
+      fi
+    done
+    [ "$failed" -eq 0 ] || die "stage 6 failed"
+  else
+    for r in "${runs[@]}"; do
+      IFS='|' read -r exp config extra <<< "$r"
+      # shellcheck disable=SC2086
+      train_system "$exp" "$config" $extra
+    done
   fi
   stage_end
 fi
