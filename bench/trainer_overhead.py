@@ -9,22 +9,26 @@ collation, NaN checks, loss bookkeeping and progress logging. Both start from th
 same batches (epoch 1's order); runs alternate (bare, trainer, bare, trainer, ...) so machine load affects
 both alike, and the best run of each is compared. Goal: ratio >= 0.9.
 
-Default model: 3 x 256 BLSTM, CTC, on AN4's train_nodev when egs/an4 has features, else on a synthetic
+Default model: 3 x 256 BLSTM over 3 stacked frames (subsampling 3, as the recipes), CTC, on AN4's train_nodev when egs/an4 has features, else on a synthetic
 data dir (random features, random digit transcripts).
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import sys
-import tempfile
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-import torch
-import yaml
-import torch.nn.functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as asrkt.bin.train does, before torch loads OpenMP
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,7 +37,7 @@ from asrkt.train.seed import derive_seed, seed_everything  # noqa: E402
 from asrkt.train.trainer import Trainer, TrainConfig  # noqa: E402
 from asrkt.utils.config import add_config_arguments, resolve  # noqa: E402
 
-DEFAULTS = {"model.type": "lstm", "model.lstm.num_layers": 3, "model.lstm.cells": 256,
+DEFAULTS = {"model.type": "lstm", "model.subsampling": 3, "model.lstm.num_layers": 3, "model.lstm.cells": 256,
             "model.lstm.bidirectional": True, "model.lstm.dropout": 0.1, "batch.max_frames": 20000,
             "schedule.max_epochs": 1}
 
@@ -132,9 +136,10 @@ def main(argv=None):
         target_lengths = torch.tensor([len(it.targets) for it in items], dtype=torch.long)
         batches.append((feats, lengths, flat, target_lengths))
     frames = sum(int(b[1].sum()) for b in batches)
-    print(f"data: {train_dir}, {len(batches)} batches, {frames} frames; model: "
-          f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M params; device {device}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    from asrkt.models import describe
+
+    print(f"data: {train_dir}, {len(batches)} batches, {frames} frames; model: {describe(trainer.model)}; "
+          f"device {device}, {torch.get_num_threads()} threads", flush=True)
 
     bare_rates, trainer_rates = [], []
     for r in range(args.repeats):

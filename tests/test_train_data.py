@@ -259,3 +259,15 @@ def test_class_hash_and_missing_errors(feats_dir, tmp_path):
     (tmp_path / "b" / "post_info.yaml").write_text("kind: probs\n")
     with pytest.raises(AsrktError, match=r"missing keys: num_classes"):
         SoftTargets(tmp_path / "b")
+
+
+def test_non_finite_posteriors_name_the_utterance(feats_dir, tmp_path):
+    frames = {u: int(n) for u, n in DataDir.load(feats_dir).utt2num_frames.items()}
+    lp = write_posteriors(feats_dir, tmp_path / "p", num_classes=5)
+    lp["spk1-u0"][4, 2] = np.nan
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/p/post.1.ark,{tmp_path}/p/post.scp") as w:
+        for utt in sorted(lp):
+            w(utt, lp[utt])
+    with pytest.raises(AsrktError, match=r"p/post\.scp, utterance 'spk1-u0': posteriors contain NaN or inf "
+                                         r"\(1 values, first in frame 4\)"):
+        SoftTargets(tmp_path / "p").check(frames, 5, 1, feats_hash(feats_dir))

@@ -184,4 +184,5 @@ def test_cli_writes_replay_and_log(setup, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:  # a changed config: one ERROR line, exit 1
         train.main(argv[:-1] + ["0.01"])
     assert e.value.code == 1
+    assert "ERROR" in (exp / "log" / "train.log").read_text().splitlines()[-1]  # the reason is in the log too
     assert "--optim.lr 0.005" in (exp / "replay.sh").read_text()  # the refused run did not overwrite it

@@ -27,20 +27,20 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset, make_loader
-from asrkt.losses.kd import kd_loss_reference, kd_loss_sparse_reference
+from asrkt.kernels import kd_loss, kd_loss_sparse
 from asrkt.models import ModelConfig, build_model, describe, load_model, save_checkpoint
 from asrkt.train.schedule import Newbob, NewbobConfig
 from asrkt.train.seed import derive_seed, rng_states, seed_everything, set_rng_states
 from asrkt.utils.atomic import atomic_open, atomic_path
-from asrkt.utils.config import check_same_config, diff, save_config, to_dict, to_yaml
+from asrkt.utils.config import check_same_config, diff, save_config, to_dict
 from asrkt.utils.errors import AsrktError, fail
+from asrkt.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class LossConfig:
     kd_alpha: float = 0.0  # 0: hard targets only; 1: soft targets only; between: alpha*soft + (1-alpha)*hard
     temperature: float = 1.0  # T of the soft-target KL (scaled by T^2)
     frame_tolerance: int = 0  # allowed |teacher frames - feature frames / subsampling| (beyond floor/ceil)
+    kd_backend: str = "auto"  # asrkt.kernels: auto (triton on CUDA, else reference) | reference | triton
 
 
 @dataclasses.dataclass
@@ -101,6 +102,10 @@ def check_train_config(cfg: TrainConfig) -> None:
         problems.append(f"loss.temperature must be > 0, got {cfg.loss.temperature}")
     if cfg.loss.frame_tolerance < 0:
         problems.append(f"loss.frame_tolerance must be >= 0, got {cfg.loss.frame_tolerance}")
+    from asrkt.kernels import BACKENDS
+
+    if cfg.loss.kd_backend not in BACKENDS:
+        problems.append(f"loss.kd_backend must be one of {', '.join(BACKENDS)}, got '{cfg.loss.kd_backend}'")
     if cfg.optim.optimizer not in OPTIMIZERS:
         problems.append(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got '{cfg.optim.optimizer}'")
     if not cfg.optim.lr > 0:
@@ -170,38 +175,35 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
-class Progress:
-    """Progress of one epoch: a tqdm bar on a terminal, else a log line every ``every_s`` seconds."""
+# summary.tsv number formats: the lr keeps its significant digits through many halvings
+_CELL_FORMATS = {"lr": "{:.6g}", "frames_per_s": "{:.1f}", "epoch_time_s": "{:.2f}"}
 
-    def __init__(self, epoch: int, total_batches: int, total_frames: int, every_s: float):
-        self.epoch, self.total_batches, self.total_frames, self.every_s = epoch, total_batches, total_frames, every_s
-        self.start = self.last = time.perf_counter()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
 
-            self.bar = tqdm(total=total_batches, desc=f"epoch {epoch}", unit="batch", leave=False)
+def _format_cell(column: str, value) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
+        return "nan"
+    return _CELL_FORMATS.get(column, "{:.4f}").format(value)
 
-    def update(self, batches: int, frames: int, sums: LossSums, alpha: float, lr: float) -> None:
+
+class EpochProgress(Progress):
+    """Progress of one epoch (tqdm on a terminal, else a log line every ``every_s`` seconds) with the running
+    loss (hard and soft terms apart) and the lr appended."""
+
+    def __init__(self, epoch: int, total_batches: int, every_s: float):
+        super().__init__(total_batches, unit="batches", desc=f"epoch {epoch}", every_s=every_s, log=logger)
+        self.status = ""
+
+    def step(self, frames: int, sums: LossSums, alpha: float, lr: float) -> None:
+        self.status = (f"loss {_fmt(sums.total(alpha))} (hard {_fmt(sums.hard)}, soft {_fmt(sums.soft)}), "
+                       f"lr {lr:.3g}")
         if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{sums.total(alpha):.3f}", lr=f"{lr:.2g}")
-            return
-        now = time.perf_counter()
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        elapsed = now - self.start
-        rate = frames / elapsed if elapsed > 0 else 0.0
-        eta = (self.total_frames - frames) / rate if rate > 0 else float("nan")
-        logger.info("epoch %d [%d/%d batches, %.0f%%] loss %s (hard %s, soft %s), lr %.3g, %.0f frames/s, "
-                    "elapsed %.0fs, ETA %.0fs", self.epoch, batches, self.total_batches,
-                    100.0 * frames / max(self.total_frames, 1), _fmt(sums.total(alpha)), _fmt(sums.hard),
-                    _fmt(sums.soft), lr, rate, elapsed, eta)
+            self.bar.set_postfix_str(self.status, refresh=False)
+        self.update(1, frames)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def line(self) -> str:
+        return f"{super().line()}; {self.status}" if self.status else super().line()
 
 
 # ------------------------------------------------------------------------------------------------- trainer
@@ -347,11 +349,12 @@ class Trainer:
             & batch.teacher_mask[:, :T]
         student = logits[:, :T][mask]
         temperature = self.cfg.loss.temperature
+        backend = self.cfg.loss.kd_backend
         if batch.teacher is not None:
-            loss = kd_loss_reference(student, batch.teacher[:, :T][mask], temperature, reduction="sum")
+            loss = kd_loss(student, batch.teacher[:, :T][mask], temperature, reduction="sum", backend=backend)
         else:
-            loss = kd_loss_sparse_reference(student, batch.teacher_indices[:, :T][mask],
-                                            batch.teacher_values[:, :T][mask], temperature, reduction="sum")
+            loss = kd_loss_sparse(student, batch.teacher_indices[:, :T][mask], batch.teacher_values[:, :T][mask],
+                                  temperature, reduction="sum", backend=backend)
         return loss, int(student.shape[0])
 
     def _losses(self, batch, need_hard: bool, need_soft: bool):
@@ -386,49 +389,53 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
         sums, bad, frames, done = LossSums(), 0, 0, 0
-        progress = Progress(epoch, num_batches, sum(self.train_set.num_frames), cfg.log_interval_s)
+        progress = EpochProgress(epoch, num_batches, cfg.log_interval_s)
         start = time.perf_counter()
         try:
             for batch in self.train_loader:
                 batch = batch.to(self.device)
-                loss, hard_sum, hard_frames, soft_sum, soft_frames, _, _ = self._losses(
-                    batch, need_hard=self.alpha < 1.0, need_soft=self.alpha > 0.0)
                 done += 1
-                if loss is None:  # every utterance infeasible for CTC: the objective has warned; a data issue
-                    continue
-                reason = None
-                value = loss.item()
-                if not math.isfinite(value):
-                    reason = f"loss {value}"
-                if reason is None:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(params, clip)
-                    if not torch.isfinite(norm):
-                        reason = f"gradient norm {norm.item()}"
-                if reason is not None:
-                    bad += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                    logger.warning("epoch %d batch %d/%d skipped: %s (utterances %s%s)", epoch, done, num_batches,
-                                   reason, ", ".join(batch.utts[:5]), ", ..." if len(batch.utts) > 5 else "")
-                    if bad > max_bad:
-                        raise AsrktError(
-                            f"{self.train_dir}: {bad} of {num_batches} batches in epoch {epoch} had a non-finite "
-                            f"loss or gradient (more than max_bad_batch_fraction {cfg.max_bad_batch_fraction}); "
-                            f"last one: {reason}, utterances {', '.join(batch.utts[:5])}. Check the features "
-                            "(NaN/inf), lower optim.lr or set optim.grad_clip")
-                    continue
-                self.optimizer.step()
-                sums.add(0.0 if hard_sum is None else hard_sum.item(), hard_frames,
-                         0.0 if soft_sum is None else soft_sum.item(), soft_frames)
+                reason = self._train_step(batch, params, clip, sums)
                 frames += batch.num_frames
-                progress.update(done, frames, sums, self.alpha, lr)
+                progress.step(batch.num_frames, sums, self.alpha, lr)
+                if reason is None:
+                    continue
+                bad += 1
+                logger.warning("epoch %d batch %d/%d skipped: %s (utterances %s%s)", epoch, done, num_batches, reason,
+                               ", ".join(batch.utts[:5]), ", ..." if len(batch.utts) > 5 else "")
+                if bad > max_bad:
+                    raise AsrktError(
+                        f"{self.train_dir}: {bad} of {num_batches} batches in epoch {epoch} had a non-finite loss "
+                        f"or gradient (more than max_bad_batch_fraction {cfg.max_bad_batch_fraction}); last one: "
+                        f"{reason}, utterances {', '.join(batch.utts[:5])}. Check the features (NaN/inf), lower "
+                        "optim.lr or set optim.grad_clip")
         finally:
             progress.close()
         elapsed = time.perf_counter() - start
         return {"lr": lr, "train_loss": sums.total(self.alpha), "train_hard": sums.hard, "train_soft": sums.soft,
                 "frames_per_s": frames / elapsed if elapsed > 0 else 0.0, "train_time_s": elapsed,
                 "bad_batches": bad, "batches": num_batches}
+
+    def _train_step(self, batch, params, clip: float, sums: LossSums) -> str | None:
+        """Forward, backward, clip, update; adds to ``sums``. Returns why the batch was skipped (non-finite loss
+        or gradient: no update), else None."""
+        loss, hard_sum, hard_frames, soft_sum, soft_frames, _, _ = self._losses(
+            batch, need_hard=self.alpha < 1.0, need_soft=self.alpha > 0.0)
+        if loss is None:  # every utterance infeasible for CTC: the objective warned; nothing to learn here
+            return None
+        value = loss.item()
+        if not math.isfinite(value):
+            return f"loss {value}"
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return f"gradient norm {norm.item()}"
+        self.optimizer.step()
+        sums.add(0.0 if hard_sum is None else hard_sum.item(), hard_frames,
+                 0.0 if soft_sum is None else soft_sum.item(), soft_frames)
+        return None
 
     @torch.no_grad()
     def validate(self) -> LossSums:
@@ -518,8 +525,7 @@ class Trainer:
         with atomic_open(self.exp_dir / "summary.tsv") as f:
             f.write("\t".join(SUMMARY_COLUMNS) + "\n")
             for row in self.history:
-                f.write("\t".join(_fmt(row[c]) if isinstance(row[c], float) else str(row[c])
-                                  for c in SUMMARY_COLUMNS) + "\n")
+                f.write("\t".join(_format_cell(c, row[c]) for c in SUMMARY_COLUMNS) + "\n")
 
     def _plot(self) -> None:
         # The object API renders with Agg without touching pyplot's global backend or figure list.

@@ -234,8 +234,14 @@ class SoftTargets:
                 if target[0].numel() and int(target[0].max()) >= num_classes:
                     raise fail(f"class id {int(target[0].max())} out of range for a {num_classes}-class model",
                                self.scp_path, utt)
+                values = target[1]
+                bad = ~torch.isfinite(values) & (values != float("-inf"))  # -inf: padding of short frames
             else:
                 n_post, cols = int(target.shape[0]), int(target.shape[1])
+                bad = ~torch.isfinite(target)
+            if bool(bad.any()):
+                raise fail(f"posteriors contain NaN or inf ({int(bad.sum())} values, first in frame "
+                           f"{int(bad.nonzero()[0, 0])})", self.scp_path, utt)
             if cols is not None and cols != num_classes:
                 raise fail(f"posteriors have {cols} classes but the model has {num_classes}", self.scp_path, utt)
             if not frames_match(n_post, n_feat, subsampling, tolerance):

@@ -9,6 +9,9 @@ export ASRKT_ROOT
 
 export LC_ALL=C
 export PYTHONUNBUFFERED=1
+# Idle OpenMP threads sleep instead of spinning: with the default policy, two-thread torch jobs on a few
+# busy cores (parallel jobs, other users) run up to ten times slower.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 # The repository's virtual environment, when there is one (what `source .venv/bin/activate` does, without
 # touching the prompt).
