@@ -68,7 +68,12 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert out.count("skipping it") >= 10
     assert marker.stat().st_mtime_ns == before
 
-    # --overwrite true redoes what it is asked to (here stage 7) and only that.
+    # --overwrite true redoes what it is asked to (here stages 1 and 7) and only that.
+    feats = recipe / "data/dev/feats.scp"
+    feats_before = feats.stat().st_mtime_ns
+    out = _run(recipe, "--stage", "1", "--stop-stage", "1", "--overwrite", "true")
+    assert "redoing it" in out and feats.stat().st_mtime_ns != feats_before
     out = _run(recipe, "--stage", "7", "--stop-stage", "7", "--overwrite", "true")
     assert "redoing it" in out and "%WER" in out
     assert marker.stat().st_mtime_ns != before
+    assert (recipe / "exp/posteriorgram.png").is_file() and (recipe / "exp/curves.png").is_file()

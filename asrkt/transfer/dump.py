@@ -75,9 +75,13 @@ def teacher_outputs(model, feats: torch.Tensor, lengths: torch.Tensor, output: s
     logits, out_lengths = model(feats, lengths)
     logits = logits.float()
     if topk:
-        # top-k of logits == top-k of log-probs, and softmax over the kept values renormalises them
-        values, indices = logits.topk(topk, dim=-1)
-        return F.softmax(values, dim=-1), indices, out_lengths
+        # The kernel dispatcher: a fused log-softmax + top-k on the GPU, the PyTorch reference on the CPU.
+        # Softmax over the kept log-probabilities renormalises them.
+        from asrkt import kernels
+
+        b, t, c = logits.shape
+        indices, log_p = kernels.topk_log_probs(logits.reshape(b * t, c), topk)
+        return F.softmax(log_p, dim=-1).reshape(b, t, -1), indices.reshape(b, t, -1), out_lengths
     if output == "log_probs":
         return F.log_softmax(logits, dim=-1), None, out_lengths
     if output == "logits":

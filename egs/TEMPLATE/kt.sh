@@ -188,6 +188,10 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   done
   python -m asrkt.bin.make_results --recipe-dir .
   python -m asrkt.bin.plot_curves $systems --out "exp/curves${tag}.png"
+  utt=$(head -n 1 "data/$valid_set/utt2spk" | cut -d' ' -f1)
+  python -m asrkt.bin.plot_posteriorgram --utt "$utt" --lang-dir "$lang" --data-dir "data/$valid_set" \
+    --post-scps "$(post_dir "$valid_set")/post.scp" --models "exp/student_kt_ft${tag}/final.pt" \
+    --labels "DNN teacher (dumped)" "LSTM student, KT + fine-tuning" --out "exp/posteriorgram${tag}.png"
   cat RESULTS.md
   stage_end
 fi
