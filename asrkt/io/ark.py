@@ -24,7 +24,7 @@ from kaldiio.matio import _convert_to_slice, read_matrix_or_vector, write_array,
 
 from asrkt.io.scp import parse_scp_lines, read_scp
 from asrkt.io.specifiers import parse_rspecifier, parse_wspecifier
-from asrkt.io.streams import CorruptData, Input, Output, open_input
+from asrkt.io.streams import CorruptData, Input, Output, TempOutputWriter, open_input
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
@@ -379,7 +379,7 @@ def _to_numpy(array, dtype, where, key) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=target)
 
 
-class MatrixWriter:
+class MatrixWriter(TempOutputWriter):
     """Write matrices/vectors to a wspecifier (``ark:a.ark``, ``ark,scp:a.ark,a.scp``, ``ark,t:-``, ``ark:| cmd``).
 
     >>> with MatrixWriter("ark,scp:feats.ark,feats.scp") as w:
@@ -464,22 +464,6 @@ class MatrixWriter:
             if out is not None:
                 out.abort()
 
-    def __enter__(self) -> "MatrixWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self):
-        # Never finalise an output nobody closed: remove its temporary files instead.
-        try:
-            if not self._closed and self._ark is not None:
-                self.abort()
-        except Exception:
-            pass
 
 
 def write_matrices(wspecifier: str, items, compression: int | None = None, dtype=None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from asrkt.io.ark import check_key
 from asrkt.io.scp import read_scp
 from asrkt.io.specifiers import parse_rspecifier, parse_wspecifier
-from asrkt.io.streams import Output
+from asrkt.io.streams import Output, TempOutputWriter
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _as_posterior(post, where, key) -> Posterior:
                    utt=key) from None
 
 
-class PosteriorWriter:
+class PosteriorWriter(TempOutputWriter):
     """Write Kaldi Posteriors to a wspecifier (``ark:p.ark``, ``ark,scp:p.ark,p.scp``, ``ark,t:-``, ``ark:| cmd``).
 
     A context manager like :class:`asrkt.io.ark.MatrixWriter`: temporary names, renamed on success, removed on
@@ -252,21 +252,6 @@ class PosteriorWriter:
         finally:
             self._cleanup()
 
-    def __enter__(self) -> "PosteriorWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self):
-        try:
-            if not self._closed and hasattr(self, "_writer"):
-                self.abort()
-        except Exception:
-            pass
 
 
 def _numpy(x) -> np.ndarray:

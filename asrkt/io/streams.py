@@ -277,3 +277,28 @@ class Output:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp_path)
             self.tmp_path = None
+
+
+class TempOutputWriter:
+    """Context-manager protocol of the archive writers, which write under temporary names: a clean exit
+    closes (renames into place), an exception aborts (removes the temporaries), and a writer nobody closed
+    is aborted when collected, never finalised. Subclasses set ``_closed`` first thing in ``__init__``
+    and define ``close()`` and ``abort()``."""
+
+    _closed = True  # until a subclass's __init__ has opened its outputs
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.abort()
+        except Exception:
+            pass
