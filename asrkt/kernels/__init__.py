@@ -198,9 +198,14 @@ def kd_loss(student_logits: torch.Tensor, teacher: torch.Tensor, temperature: fl
                          f"{_shape(teacher)} differ in shape")
     _check_mask(name, mask, student_logits.shape[:-1])
     _check_device(name, [("student logits", student_logits), ("teacher targets", teacher), ("mask", mask)])
-    _check_finite_teacher(name, teacher)
     if resolve_backend(backend, [student_logits, teacher], name) == "reference":
-        return kd_loss_reference(student_logits, teacher, temperature, mask, alpha, reduction)
+        # Any NaN/inf in the teacher makes the loss NaN, so the full scan of the teacher runs only then:
+        # this keeps the reference path as fast as eager PyTorch.
+        loss = kd_loss_reference(student_logits, teacher, temperature, mask, alpha, reduction)
+        if not bool(torch.isfinite(loss).all()):
+            _check_finite_teacher(name, teacher)
+        return loss
+    _check_finite_teacher(name, teacher)
     frames_shape = student_logits.shape[:-1]
     c = student_logits.shape[-1]
     n = student_logits.numel() // c
