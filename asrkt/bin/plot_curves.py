@@ -14,10 +14,10 @@ import math
 from pathlib import Path
 
 from asrkt.score.results import read_summary
-from asrkt.utils.atomic import atomic_path
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.errors import AsrktError
 from asrkt.utils.logging import setup_logging
+from asrkt.utils.plotting import colormap, new_figure, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +42,12 @@ def column(rows: list[dict], name: str) -> list[float]:
 
 
 def plot_curves(exp_dirs, out, labels=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = labels or [Path(d).name for d in exp_dirs]
     if len(labels) != len(exp_dirs):
         raise AsrktError(f"{len(labels)} --labels for {len(exp_dirs)} exp folders")
-    fig, (ax_loss, ax_ter) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = plt.get_cmap("tab10")
+    fig = new_figure(figsize=(11, 4))
+    ax_loss, ax_ter = fig.subplots(1, 2)
+    colors = colormap("tab10")
     for i, (d, label) in enumerate(zip(exp_dirs, labels)):
         rows = read_summary(d)
         if not rows:
@@ -79,11 +75,7 @@ def plot_curves(exp_dirs, out, labels=None) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, out, dpi=100)
 
 
 @main_wrapper

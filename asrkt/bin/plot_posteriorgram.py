@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkt.utils.atomic import atomic_path
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.errors import AsrktError, fail
 from asrkt.utils.logging import setup_logging
+from asrkt.utils.plotting import new_figure, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +104,10 @@ def choose_classes(panels: list[np.ndarray], max_classes: int) -> list[int]:
 
 
 def plot(panels, labels, tokens, shifts_ms, title, out, max_classes: int = 48) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     classes = choose_classes(panels, max_classes)
     height = max(2.0, 0.14 * len(classes) + 1.0)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, height * len(panels)), squeeze=False, sharex=True)
+    fig = new_figure(figsize=(10, height * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)
     for ax, probs, label, shift in zip(axes[:, 0], panels, labels, shifts_ms):
         dur = probs.shape[0] * shift / 1000.0
         im = ax.imshow(probs[:, classes].T, aspect="auto", origin="lower", interpolation="nearest",
@@ -123,10 +119,7 @@ def plot(panels, labels, tokens, shifts_ms, title, out, max_classes: int = 48) -
         fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03)
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out, dpi=110)
 
 
 @main_wrapper

@@ -20,9 +20,10 @@ from pathlib import Path
 import yaml
 
 from asrkt.data.kaldi_dir import DataDir, c_sorted
-from asrkt.utils.atomic import atomic_path, atomic_write_text
+from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.config import load_yaml
 from asrkt.utils.errors import AsrktError, fail
+from asrkt.utils.plotting import colormap, new_figure, save_png
 
 RECORD_VERSION = 1
 # Row groups of the table, in order, with the heading each gets.
@@ -296,16 +297,11 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
 
 def plot_results(records: list[dict], out_png) -> None:
     """Bar chart of test WER per system (mean over seeds, error bar = sample std), coloured by group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = group_rows(records)
     dev, test = _set_names(records)
     test = test or dev  # no test set: chart the dev set rather than nothing
     labels, means, stds, colors = [], [], [], []
-    palette = plt.get_cmap("tab10")
+    palette = colormap("tab10")
     group_index = {g: i for i, g in enumerate(GROUPS)}
     for row in rows:
         vals = row.values(test) if test else []
@@ -315,7 +311,8 @@ def plot_results(records: list[dict], out_png) -> None:
         means.append(statistics.mean(vals))
         stds.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
         colors.append(palette(group_index.get(row.group, len(GROUPS))))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1), 3.6))
+    fig = new_figure(figsize=(max(4.0, 1.3 * len(labels) + 1), 3.6))
+    ax = fig.subplots()
     x = range(len(labels))
     bars = ax.bar(x, means, yerr=stds, color=colors, capsize=4)
     for b, m, sd in zip(bars, means, stds):  # the value above the error bar
@@ -325,8 +322,4 @@ def plot_results(records: list[dict], out_png) -> None:
     ax.set_ylabel(f"{test or 'test'} WER (%)")
     ax.set_title(f"{', '.join(sorted({r['corpus'] for r in records}))}: {test or 'test'} WER per system")
     ax.margins(y=0.15)
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, out_png, dpi=120)

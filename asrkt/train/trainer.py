@@ -41,6 +41,7 @@ from asrkt.utils.atomic import atomic_open, atomic_path
 from asrkt.utils.config import check_same_config, diff, save_config, to_dict
 from asrkt.utils.errors import AsrktError, fail
 from asrkt.utils.progress import Progress
+from asrkt.utils.plotting import new_figure, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -529,11 +530,9 @@ class Trainer:
 
     def _plot(self) -> None:
         # The object API renders with Agg without touching pyplot's global backend or figure list.
-        from matplotlib.figure import Figure
-
         rows = self.history
         epochs = [r["epoch"] for r in rows]
-        fig = Figure(figsize=(10, 4))
+        fig = new_figure(figsize=(10, 4))
         ax1, ax2 = fig.subplots(1, 2)
         ax1.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
         ax1.plot(epochs, [r["valid_loss"] for r in rows], "s-", label="dev")
@@ -550,9 +549,7 @@ class Trainer:
         ax2.set_ylabel("dev token error rate (%), greedy CTC")
         ax2.grid(alpha=0.3)
         fig.suptitle(str(self.exp_dir))
-        fig.tight_layout()
-        with atomic_path(self.exp_dir / "train_curves.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=90)
+        save_png(fig, self.exp_dir / "train_curves.png", dpi=90)
 
     # ------------------------------------------------------------------------------------------------- run
     def check_resume(self) -> None:
