@@ -3,6 +3,11 @@
 A config is a (possibly nested) dataclass. Unknown keys, in a file or on the command line, are
 errors that name the file and the key. Nested fields are addressed with dots: ``--model.hidden 256``
 (dashes and underscores are interchangeable: ``--model.num-layers 3``).
+
+Config files compose: a top-level ``include: other.yaml`` (or a list of files) is resolved relative to the
+including file and merged under it, recursively (mappings merge key by key, anything else is replaced), so
+the including file wins, and a later include wins over an earlier one. A missing included file or an include
+cycle is an error naming the files. Four student configs can thus share one ``student_model.yaml``.
 """
 from __future__ import annotations
 
@@ -128,11 +133,48 @@ def load_yaml(path) -> dict:
     return data
 
 
+INCLUDE_KEY = "include"
+
+
+def merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: nested mappings merged key by key, any other value of ``top`` replaces ``base``'s."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config_file(path, _stack: tuple = ()) -> dict:
+    """A YAML config with its ``include:`` files merged in (see the module docstring)."""
+    path = Path(path)
+    here = path.resolve()
+    if here in _stack:
+        chain = " -> ".join(str(p) for p in (*_stack, here))
+        raise AsrktError(f"{path}: include cycle: {chain}")
+    if _stack and not path.is_file():
+        raise AsrktError(f"{_stack[-1]}: included config file {path} not found")
+    data = load_yaml(path)
+    includes = data.pop(INCLUDE_KEY, None)
+    if includes is None:
+        return data
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) and i for i in includes):
+        raise AsrktError(f"{path}: '{INCLUDE_KEY}' must be a file name or a list of file names, got {includes!r}")
+    base: dict = {}
+    for inc in includes:
+        base = merge(base, load_config_file(path.parent / inc, (*_stack, here)))
+    return merge(base, data)
+
+
 def resolve(cls_or_cfg, config_path=None, overrides: dict | None = None):
     """Build a config: dataclass defaults, then the YAML file, then ``overrides`` (dotted keys allowed)."""
     cfg = cls_or_cfg() if isinstance(cls_or_cfg, type) else cls_or_cfg
     if config_path:
-        cfg = _apply(cfg, load_yaml(config_path), str(config_path))
+        cfg = _apply(cfg, load_config_file(config_path), str(config_path))
     if overrides:
         cfg = _apply(cfg, _nest(overrides), "command line")
     return cfg
