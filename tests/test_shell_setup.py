@@ -109,6 +109,34 @@ def test_setup_in_a_nested_folder_links_relatively(fake_repo):
     assert broken_or_absolute_links(fake_repo / "egs") == []
 
 
+def test_setup_copies_the_commented_template_configs(fake_repo):
+    """The template ships the configs a new corpus starts from, and setup.sh copies them (it left conf/ empty)."""
+    names = sorted(p.name for p in (TEMPLATE / "conf").glob("*.yaml"))
+    assert names == ["fbank.yaml", "finetune.yaml", "student_kt.yaml", "student_kt_reg.yaml", "student_model.yaml",
+                     "student_scratch.yaml", "teacher.yaml"]
+    fbank = (TEMPLATE / "conf" / "fbank.yaml").read_text()
+    assert "\nsample_rate: 16000\n" in fbank and "8000" in fbank and "allow_resample" in fbank
+    for name in names:  # every template config explains itself
+        assert (TEMPLATE / "conf" / name).read_text().startswith("# "), name
+    proc = setup_sh(fake_repo, "egs/mycorpus")
+    assert proc.returncode == 0, proc.stderr
+    conf = fake_repo / "egs" / "mycorpus" / "conf"
+    assert sorted(p.name for p in conf.iterdir()) == names
+    for name in names:
+        assert not (conf / name).is_symlink() and (conf / name).read_text() == (TEMPLATE / "conf" / name).read_text()
+    assert "sample_rate" in proc.stdout
+
+
+def test_template_configs_resolve():
+    from asrkt.features.fbank import FbankConfig
+    from asrkt.train.trainer import TrainConfig
+    from asrkt.utils.config import resolve
+
+    assert resolve(FbankConfig, TEMPLATE / "conf" / "fbank.yaml").sample_rate == 16000
+    for name in ("teacher", "student_kt", "finetune", "student_scratch", "student_kt_reg"):
+        resolve(TrainConfig, TEMPLATE / "conf" / f"{name}.yaml")
+
+
 def test_setup_copies_template_configs(fake_repo):
     conf = fake_repo / "egs" / "TEMPLATE" / "conf"
     conf.mkdir(exist_ok=True)

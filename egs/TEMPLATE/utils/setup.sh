@@ -6,7 +6,8 @@
 # makes egs/mycorpus with
 #   utils, path.sh, kt.sh   relative symlinks to egs/TEMPLATE (shared, so fixes there reach every recipe)
 #   cmd.sh, run.sh          copies to edit (launchers; the corpus's option values)
-#   conf/                   a copy of egs/TEMPLATE/conf/ (empty when the template has none)
+#   conf/                   copies of egs/TEMPLATE/conf/*.yaml, commented (fbank.yaml: set sample_rate to the
+#                           corpus's audio rate first), to edit
 #   local/data.sh           the data preparation to write, which fails until it is written
 # The folder is built under a temporary name and renamed at the end; an existing folder is never touched.
 set -euo pipefail
@@ -39,9 +40,8 @@ done
 cp "$template/cmd.sh" "$tmp/cmd.sh"
 cp "$template/run.sh" "$tmp/run.sh"
 mkdir -p "$tmp/conf" "$tmp/local"
-if [ -d "$template/conf" ]; then
-  cp -R "$template/conf/." "$tmp/conf/"
-fi
+[ -d "$template/conf" ] || { echo "$0: $template/conf is missing: the template is incomplete" >&2; exit 1; }
+cp -R "$template/conf/." "$tmp/conf/"
 cp "$template/local/data.sh" "$tmp/local/data.sh"
 chmod +x "$tmp/run.sh" "$tmp/local/data.sh"
 chmod 755 "$tmp"  # mktemp -d makes it 700
@@ -49,4 +49,4 @@ chmod 755 "$tmp"  # mktemp -d makes it 700
 # -T: never move into a folder that appeared meanwhile.
 mv -T "$tmp" "$parent/$name"
 trap - EXIT
-echo "$0: created $target: write local/data.sh, set the options in run.sh and the configs in conf/, then ./run.sh"
+echo "$0: created $target: write local/data.sh, set the options in run.sh and the configs in conf/, then ./run.sh (check sample_rate in conf/fbank.yaml: it must be your audio's rate)"
