@@ -56,6 +56,15 @@ def test_resampled_8k_gives_the_16k_frame_count_and_spectrum():
     assert f8[:, -5:].mean() < f16[:, -5:].mean() - 3
 
 
+def test_empty_mel_bins_of_upsampled_audio():
+    from asrkt.features.fbank import empty_mel_bins
+
+    assert empty_mel_bins(FbankConfig(), 16000) == 0
+    assert empty_mel_bins(FbankConfig(), 8000) == 10  # of 40 bins up to 8 kHz, those centred above 4 kHz
+    assert empty_mel_bins(FbankConfig(num_mel_bins=23), 8000) == 5
+    assert empty_mel_bins(FbankConfig(sample_rate=8000), 8000) == 0
+
+
 def test_other_rate_is_an_error_without_resampling():
     cfg = FbankConfig(allow_resample=False)
     with pytest.raises(AsrktError) as e:

@@ -110,9 +110,24 @@ def test_8khz_data_resampled_or_refused(tmp_path, capsys):
     feats = kaldiio.load_scp(str(tmp_path / "8.scp"))
     assert {u: m.shape for u, m in feats.items()} == {f"spk{s}-u{u}": (48 + 25 * u, 40) for s in (0, 1)
                                                       for u in range(3)}  # as for the same audio at 16 kHz
+    # One warning for the job, with the count, an example, the rates and what upsampling costs.
+    assert err.count("were resampled") == 1, err
+    assert (f"{d8}/wav.scp: 6 of 6 utterances (e.g. 'spk0-u0') are sampled at 8000 Hz and were resampled to the "
+            "fbank config's sample_rate 16000 Hz; upsampled audio has nothing above 4000 Hz, so the top 10 of 40 "
+            "mel bins are empty. If the corpus is 8000 Hz, set sample_rate: 8000") in err
+    code, err = run_cli(fbank_cli.main, ["--sample-rate", "8000", d8, f"ark:{tmp_path}/y.ark"], capsys)
+    assert code == 0 and "were resampled" not in err
     code, err = run_cli(fbank_cli.main, ["--allow-resample", "false", d8, f"ark:{tmp_path}/x.ark"], capsys)
     assert code == 1
     assert f"{d8}/wav.scp, utterance 'spk0-u0': audio is sampled at 8000 Hz but the fbank config wants 16000" in err
+
+
+def test_make_fbank_sh_shows_the_resampling_warning(tmp_path):
+    d8 = make_data_dir(tmp_path / "r8", rate=8000, num_speakers=1, utts_per_speaker=2)
+    proc = run_make_fbank(tmp_path, "--nj", 1, d8, "exp/make_fbank", "fbank")
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: " in proc.stderr and "2 of 2 utterances" in proc.stderr
+    assert "the top 10 of 40 mel bins are empty" in proc.stderr
 
 
 def test_segments(tmp_path, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from asrkt.data.kaldi_dir import c_sorted, read_table
 from asrkt.features.audio import read_audio
-from asrkt.features.fbank import FbankConfig, check_config, compute_fbank
+from asrkt.features.fbank import FbankConfig, check_config, compute_fbank, resample_message
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.config import add_config_arguments, config_from_args, config_hash, to_dict
 from asrkt.utils.errors import fail
@@ -94,15 +94,20 @@ def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, 
     total = len(read_table(table))
     progress = Progress(total, desc="fbank")
     num_frames = 0
+    resampled: dict[int, list] = {}  # audio rate -> [count, first utterance, source]: one warning per rate
     try:
         with MatrixWriter(wspecifier) as writer:
             for utt, samples, rate, source in utterance_audio(data_dir):
                 feats = compute_fbank(samples, rate, cfg, utt=utt, source=source)
+                if rate != cfg.sample_rate:
+                    resampled.setdefault(rate, [0, utt, source])[0] += 1
                 writer.write(utt, feats)
                 num_frames += feats.shape[0]
                 progress.update(1, feats.shape[0])
     finally:
         progress.close()
+    for rate, (count, example, source) in sorted(resampled.items()):
+        logger.warning("%s", resample_message(cfg, rate, count, total, example, source))
     return total, num_frames
 
 

@@ -112,6 +112,33 @@ def fbank_options(cfg: FbankConfig):
     return opts
 
 
+def _mel(freq: float) -> float:
+    return 1127.0 * np.log(1.0 + freq / 700.0)
+
+
+def empty_mel_bins(cfg: FbankConfig, audio_rate: int) -> int:
+    """How many of the top mel bins get no energy from audio sampled at ``audio_rate`` (upsampled to
+    ``cfg.sample_rate``): those whose centre lies above the audio's Nyquist frequency (Kaldi's bin layout)."""
+    nyquist = cfg.sample_rate / 2
+    high = cfg.high_freq if cfg.high_freq > 0 else nyquist + cfg.high_freq
+    lo, hi = _mel(cfg.low_freq), _mel(high)
+    step = (hi - lo) / (cfg.num_mel_bins + 1)
+    centres = lo + step * np.arange(1, cfg.num_mel_bins + 1)
+    return int(np.sum(centres >= _mel(audio_rate / 2)))
+
+
+def resample_message(cfg: FbankConfig, audio_rate: int, count: int, total: int, example: str, source) -> str:
+    """The one warning of a feature job whose audio was resampled: how much, from what rate, what it costs."""
+    what = (f"{source}: {count} of {total} utterances (e.g. '{example}') are sampled at {audio_rate} Hz and were "
+            f"resampled to the fbank config's sample_rate {cfg.sample_rate} Hz")
+    if audio_rate < cfg.sample_rate:
+        n = empty_mel_bins(cfg, audio_rate)
+        what += (f"; upsampled audio has nothing above {audio_rate / 2:g} Hz, so the top {n} of "
+                 f"{cfg.num_mel_bins} mel bins are empty")
+    return (what + f". If the corpus is {audio_rate} Hz, set sample_rate: {audio_rate} in the fbank config; "
+            "allow_resample: false refuses such audio instead")
+
+
 def compute_fbank(samples: np.ndarray, rate: int, cfg: FbankConfig | None = None, utt: str | None = None,
                   source=None) -> np.ndarray:
     """Log mel filterbank features, float32 ``(frames, cfg.dim)``, numerically as Kaldi's compute-fbank-feats.

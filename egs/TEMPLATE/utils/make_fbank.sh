@@ -71,5 +71,11 @@ $cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
   "ark,scp:$fbankdir/raw_fbank_$name.JOB.ark,$fbankdir/raw_fbank_$name.JOB.scp" ||
   die "computing fbank for $data failed (logs: $logdir/make_fbank_$name.*.log)"
 
+# A job that resampled audio says so once in its log; surface it here, where the user looks.
+if grep -qh "were resampled" "$logdir/make_fbank_$name".*.log; then
+  log "WARNING: $data: audio at another rate than the fbank config's was resampled (from the job logs):"
+  grep -h "were resampled" "$logdir/make_fbank_$name".*.log | sed 's/^.*WARNING: //' >&2
+fi
+
 python -m asrkt.bin.finish_features "${config_opts[@]}" --nj "$nj" --name "$name" "$data" "$fbankdir"
 log "Succeeded creating fbank features and CMVN stats for $name [elapsed=$((SECONDS - start))s]"
