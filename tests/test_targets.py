@@ -183,3 +183,49 @@ def test_ctc_overfits_a_toy_batch_with_an_lstm():
     assert losses[-1] < 0.1 * losses[0]
     model.eval()
     assert ctc.greedy_decode(*model(feats, lengths)) == targets
+
+
+def _text_file(path, lines):
+    path.write_text("".join(f"spk-{i:02d} {line}\n" for i, line in enumerate(lines)), encoding="utf-8")
+    return path
+
+
+def test_prepare_lang_refuses_a_lang_dir_of_other_text(tmp_path, capsys):
+    """A lang dir left by another training set was silently reused (text_sha1 was stored, never checked)."""
+    lang = tmp_path / "lang"
+    first = _text_file(tmp_path / "text1", TRAIN)
+    prepare_lang.main(["--kind", "char", str(first), str(lang)])
+    stamp = (lang / "tokens.txt").stat().st_mtime_ns
+    # Same text: reused, not retrained.
+    prepare_lang.main(["--kind", "char", str(first), str(lang)])
+    assert (lang / "tokens.txt").stat().st_mtime_ns == stamp
+    assert "already there, reused" in capsys.readouterr().err
+    other = _text_file(tmp_path / "text2", ["ZERO ZERO", "OH OH OH"])
+    stored = yaml.safe_load((lang / "tokenizer.yaml").read_text())["text_sha1"]
+    with pytest.raises(SystemExit) as e:
+        prepare_lang.main(["--kind", "char", str(other), str(lang)])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "ERROR" in ln)
+    assert f"{lang} holds a tokenizer trained on other text (text_sha1 {stored}) than {other}" in line
+    assert "own lang dir" in line and "--overwrite true" in line
+    with pytest.raises(SystemExit):
+        prepare_lang.main(["--check", "--kind", "char", str(other), str(lang)])
+    with pytest.raises(SystemExit):  # same text, other settings
+        prepare_lang.main(["--kind", "bpe", "--vocab-size", "30", str(first), str(lang)])
+    assert "other settings than asked (kind char instead of bpe, vocab_size 17 instead of 30)" in capsys.readouterr().err
+    prepare_lang.main(["--overwrite", "true", "--kind", "char", str(other), str(lang)])
+    assert yaml.safe_load((lang / "tokenizer.yaml").read_text())["text_sha1"] != stored
+
+
+def test_check_tokenizer_text(tmp_path):
+    from asrkt.targets.tokenizer import check_tokenizer_text, text_file_hash
+
+    text = _text_file(tmp_path / "text", TRAIN)
+    train_tokenizer(TRAIN, tmp_path / "lang", kind="char")
+    assert check_tokenizer_text(tmp_path / "lang", text) == text_file_hash(text)
+    other = _text_file(tmp_path / "other", TRAIN[:3])
+    with pytest.raises(AsrktError, match="trained on other text"):
+        check_tokenizer_text(tmp_path / "lang", other)
+    with pytest.raises(AsrktError, match="not a complete lang dir"):
+        check_tokenizer_text(tmp_path / "nolang", text)

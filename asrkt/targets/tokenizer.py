@@ -34,8 +34,46 @@ KINDS = ("char", "bpe", "unigram")
 SEED = 1234
 
 
+def _clean_lines(text_lines: Iterable[str]) -> list[str]:
+    """Transcripts as the tokenizer trains on them: whitespace collapsed, empty ones left out."""
+    lines = [" ".join(line.split()) for line in text_lines]
+    return [line for line in lines if line]
+
+
 def _text_hash(lines: list[str]) -> str:
     return hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()[:16]
+
+
+def text_file_hash(text_path) -> str:
+    """The ``text_sha1`` a tokenizer trained on the Kaldi ``text`` file ``text_path`` stores."""
+    from asrkt.data.kaldi_dir import read_table
+
+    return _text_hash(_clean_lines(read_table(text_path).values()))
+
+
+def read_tokenizer_info(lang_dir) -> dict:
+    """``lang_dir/tokenizer.yaml`` (kind, vocab size, classes, text_sha1); AsrktError if absent or bad."""
+    path = Path(lang_dir) / "tokenizer.yaml"
+    if not path.is_file():
+        raise AsrktError(f"{path}: not found; {lang_dir} is not a complete lang dir (run asrkt.bin.prepare_lang)")
+    info = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(info, dict):
+        raise AsrktError(f"{path}: expected a mapping (kind, vocab_size, num_classes, text_sha1)")
+    return info
+
+
+def check_tokenizer_text(lang_dir, text_path) -> str:
+    """Refuse a lang dir whose tokenizer was trained on other text than the Kaldi ``text`` file ``text_path``
+    (e.g. another training set left under the same name); returns the text hash when they agree."""
+    info = read_tokenizer_info(lang_dir)
+    current = text_file_hash(text_path)
+    stored = info.get("text_sha1")
+    if stored != current:
+        raise AsrktError(
+            f"{lang_dir} holds a tokenizer trained on other text (text_sha1 {stored}) than {text_path} "
+            f"(text_sha1 {current}): give this training set its own lang dir (kt.sh names it after the training "
+            "set and --tag), or retrain it with prepare_lang --overwrite true (and every model trained with it)")
+    return current
 
 
 def _write_tokens(path: Path, tokens: list[str]) -> None:
@@ -73,8 +111,7 @@ def train_tokenizer(text_lines: Iterable[str], lang_dir, kind: str = "char", voc
     where = source or str(lang_dir)
     if kind not in KINDS:
         raise AsrktError(f"{where}: tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    lines = [" ".join(line.split()) for line in text_lines]
-    lines = [line for line in lines if line]
+    lines = _clean_lines(text_lines)
     if not lines:
         raise AsrktError(f"{where}: no non-empty transcripts to train a tokenizer on")
     for line in lines:
@@ -151,11 +188,8 @@ class Tokenizer:
     def load(cls, lang_dir) -> "Tokenizer":
         lang_dir = Path(lang_dir)
         info_path = lang_dir / "tokenizer.yaml"
-        if not info_path.is_file():
-            raise AsrktError(f"{info_path}: not found; {lang_dir} is not a complete lang dir "
-                             "(run asrkt.bin.prepare_lang)")
-        info = yaml.safe_load(info_path.read_text(encoding="utf-8")) or {}
-        kind = info.get("kind") if isinstance(info, dict) else None
+        info = read_tokenizer_info(lang_dir)
+        kind = info.get("kind")
         if kind not in KINDS:
             raise AsrktError(f"{info_path}: unknown tokenizer kind {kind!r}")
         tokens = read_tokens(lang_dir / "tokens.txt")
