@@ -10,7 +10,7 @@ from asrkt.bin import make_results as make_results_bin
 from asrkt.bin import record_result as record_bin
 from asrkt.data.kaldi_dir import write_data_dir
 from asrkt.decode.ctc import DecodeConfig
-from asrkt.score.results import family_of, infer_group, load_records, mean_std, render_markdown
+from asrkt.score.results import family_of, load_records, mean_std, render_markdown, system_group
 from asrkt.utils.config import config_hash, save_config
 from asrkt.utils.errors import AsrktError
 
@@ -49,10 +49,11 @@ def test_record_contents(recipe):
     out = record_bin.main(["--recipe-dir", str(recipe), "--system", "student_kt_ft", "--exp-dir",
                            "exp/student_kt_ft", "--train-dir", "data/train", "--seed", "3",
                            "--command", "./run.sh --stage 6 --seed 3"])
-    assert out == recipe / "results" / "student_kt_ft.yaml"
+    assert out == recipe / "exp" / "results" / "student_kt_ft.yaml"  # a run's record stays under exp/
+    assert not (recipe / "results").exists()
     rec = yaml.safe_load(out.read_text())
     assert rec["system"] == "student_kt_ft" and rec["family"] == "student_kt_ft"
-    assert rec["group"] == "lstm_kt_finetune" and rec["corpus"] == "digits" and rec["seed"] == 3
+    assert rec["group"] == "other" and rec["corpus"] == "digits" and rec["seed"] == 3  # nothing says what it is
     assert rec["data"] == {"utts": 3, "hours": round(7.2 / 3600, 4), "set": "train"}
     assert rec["config_hash"] == config_hash(DecodeConfig(batch_frames=123))  # same hash as the trainer's
     assert rec["commit"] and isinstance(rec["commit"], str)
@@ -94,22 +95,62 @@ def test_record_without_decodes_is_an_error(recipe, capsys):
     assert "ERROR: " in err and "exp/bare: no decode_<set>/score.yaml found" in err
 
 
-def test_group_and_family_inference():
-    assert infer_group("teacher") == "teacher" and infer_group("teacher_seed2") == "teacher"
-    assert infer_group("student_scratch") == "lstm_scratch"
-    assert infer_group("student_kt_ft_seed3") == "lstm_kt_finetune"
-    assert infer_group("student_kt_reg") == "lstm_kt_regularised"
-    assert infer_group("whatever") == "other"
+def test_record_group_and_training_facts_from_train_info(recipe):
+    """The group comes from what the system is (train_info.yaml), not from its name; the trainer's facts are kept."""
+    exp = recipe / "exp" / "student_kt_ft"
+    (exp / "train_info.yaml").write_text(yaml.safe_dump({
+        "objective": "ctc", "metric": "ter", "loss_terms": {"kd": 0.5, "ctc": 0.5}, "best_epoch": 1, "epochs": 2,
+        "stop_reason": "converged (newbob end rule)", "train_time_s": 40.0, "model_type": "lstm", "init_from": ""}))
+    rec = yaml.safe_load(record_bin.main(["--recipe-dir", str(recipe), "--system", "a_teacher_by_name",
+                                          "--exp-dir", "exp/student_kt_ft", "--seed", "1"]).read_text())
+    assert rec["group"] == "lstm_kt_regularised"
+    assert rec["loss_terms"] == {"kd": 0.5, "ctc": 0.5} and rec["best_epoch"] == 1 and rec["epochs"] == 2
+    assert rec["stop_reason"] == "converged (newbob end rule)" and rec["train_time_s"] == 40.0
+
+
+def test_system_group_from_train_info_or_config(tmp_path):
+    def exp(name, info=None, cfg=None):
+        d = tmp_path / name
+        d.mkdir()
+        if info is not None:
+            (d / "train_info.yaml").write_text(yaml.safe_dump(info))
+        if cfg is not None:
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return d
+
+    assert system_group(exp("s1", {"model_type": "dnn", "loss_terms": {"ctc": 1.0}})) == "teacher"
+    assert system_group(exp("s2", {"model_type": "lstm", "loss_terms": {"ctc": 1.0}, "init_from": ""})) \
+        == "lstm_scratch"
+    assert system_group(exp("s3", {"model_type": "lstm", "loss_terms": {"ctc": 1.0},
+                                   "init_from": "exp/student_kt/final.pt"})) == "lstm_kt_finetune"
+    assert system_group(exp("s4", {"model_type": "lstm", "loss_terms": {"kd_topk": 0.3, "ctc": 0.7}})) \
+        == "lstm_kt_regularised"
+    # Exp folders from before train_info.yaml: the saved config and the training command.
+    assert system_group(exp("teacher_named_scratch", cfg={"model": {"type": "dnn"}})) == "teacher"
+    lstm = {"model": {"type": "lstm"}, "loss": {"kd_alpha": 0.0}}
+    assert system_group(exp("o1", cfg=lstm), "python -m asrkt.bin.train --init-from exp/k/final.pt") \
+        == "lstm_kt_finetune"
+    assert system_group(exp("student_kt_reg", cfg=lstm), "python -m asrkt.bin.train") == "lstm_scratch"
+    assert system_group(exp("o3", cfg={"model": {"type": "lstm"}, "loss": {"kd_alpha": 0.5}})) \
+        == "lstm_kt_regularised"
+    assert system_group(exp("nothing")) == "other"
+
+
+def test_family_and_mean_std():
     assert family_of("student_kt_ft_seed12") == "student_kt_ft" and family_of("teacher") == "teacher"
     assert mean_std([1.0, 2.0, 3.0]) == "2.00 ± 1.00" and mean_std([2.5]) == "2.50" and mean_std([]) == "-"
 
 
-def record(system, seed, dev, test, group=None, cer=1.0, commit="abc123", time_s=600.0):
-    rec = {"version": 1, "system": system, "family": family_of(system), "group": group or infer_group(system),
+GROUP_OF = {"teacher": "teacher", "student_scratch": "lstm_scratch", "student_kt_ft": "lstm_kt_finetune",
+            "student_kt_reg": "lstm_kt_regularised"}
+
+
+def record(system, seed, dev, test, group=None, cer=1.0, commit="abc123", time_s=600.0, dev_name="dev"):
+    rec = {"version": 1, "system": system, "family": family_of(system), "group": group or GROUP_OF[family_of(system)],
            "corpus": "digits", "data": {"utts": 1000, "hours": 1.25}, "seed": seed, "config_hash": "0123456789ab",
            "commit": commit, "exp_dir": f"exp/{system}", "train_time_s": time_s, "epochs": 5,
            "date": "2026-01-02T03:04:05+00:00", "command": f"./run.sh --seed {seed}", "results": {}}
-    for name, wer in (("dev", dev), ("test", test)):
+    for name, wer in ((dev_name, dev), ("test", test)):
         rec["results"][name] = {"wer": wer, "cer": cer, "errors": int(wer * 10), "words": 1000, "ins": 1, "del": 2,
                                 "sub": int(wer * 10) - 3,
                                 "kaldi_line": f"%WER {wer:.2f} [ {int(wer * 10)} / 1000, 1 ins, 2 del, "
@@ -117,29 +158,31 @@ def record(system, seed, dev, test, group=None, cer=1.0, commit="abc123", time_s
     return rec
 
 
-def write_records(recipe_dir, records):
-    (recipe_dir / "results").mkdir(parents=True)
+def write_records(recipe_dir, records, where="results"):
+    (recipe_dir / where).mkdir(parents=True, exist_ok=True)
     for rec in records:
-        (recipe_dir / "results" / f"{rec['system']}.yaml").write_text(yaml.safe_dump(rec, sort_keys=False))
+        (recipe_dir / where / f"{rec['system']}.yaml").write_text(yaml.safe_dump(rec, sort_keys=False))
 
 
 def test_make_results_from_two_records(tmp_path):
-    r = tmp_path / "digits"  # no exp/ at all: only the records are read
-    write_records(r, [record("student_scratch", 1, 8.0, 9.5, cer=4.0), record("teacher", 1, 3.0, 3.5, cer=1.5)])
-    make_results_bin.main(["--recipe-dir", str(r)])
-    md = (r / "RESULTS.md").read_text()
+    r = tmp_path / "digits"  # no exp/ folders of systems: only the records are read
+    write_records(r, [record("student_scratch", 1, 8.0, 9.5, cer=4.0), record("teacher", 1, 3.0, 3.5, cer=1.5)],
+                  where="exp/results")
+    make_results_bin.main(["--recipe-dir", str(r), "--dev-set", "dev", "--test-sets", "dev test"])
+    assert not (r / "RESULTS.md").exists() and not (r / "results").exists()  # a run writes under exp/ only
+    md = (r / "exp" / "RESULTS.md").read_text()
     lines = md.splitlines()
     assert lines[0] == "# Results: digits"
     # teacher group before the LSTM-from-scratch group, each with its table
     assert md.index("## Teacher (DNN)") < md.index("## LSTM from scratch")
-    header = "| system | data | seed | dev WER | test WER | test CER | train time | commit |"
+    header = "| system | data | seed | dev WER | test WER | test CER | epochs | train time | commit |"
     assert lines.count(header) == 2
-    assert "| teacher | 1000 utts, 1.25 h | 1 | 3.00 | 3.50 | 1.50 | 10.0m | abc123 |" in lines
-    assert "| student_scratch | 1000 utts, 1.25 h | 1 | 8.00 | 9.50 | 4.00 | 10.0m | abc123 |" in lines
+    assert "| teacher | 1000 utts, 1.25 h | 1 | 3.00 | 3.50 | 1.50 | 5 | 10.0m | abc123 |" in lines
+    assert "| student_scratch | 1000 utts, 1.25 h | 1 | 8.00 | 9.50 | 4.00 | 5 | 10.0m | abc123 |" in lines
     assert "%WER 3.50 [ 35 / 1000, 1 ins, 2 del, 32 sub ] exp/teacher/decode_test  # teacher seed 1" in lines
     assert "  ./run.sh --seed 1" in lines
-    assert "![test WER per system](results/results.png)" in lines
-    png = r / "results" / "results.png"
+    assert "![test WER per system](results.png)" in lines
+    png = r / "exp" / "results.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
 
@@ -151,8 +194,8 @@ def test_make_results_mean_std_over_seeds(tmp_path):
     write_records(r, [record("student_kt_ft", 1, 5.0, 6.0, commit="c1"),
                       record("student_kt_ft_seed2", 2, 7.0, 8.0, commit="c2"),
                       record("teacher", 1, 3.0, 3.5)])
-    md = render_markdown(load_records(r / "results"))
-    assert "| student_kt_ft | 1000 utts, 1.25 h | 1,2 | 6.00 ± 1.41 | 7.00 ± 1.41 | 1.00 ± 0.00 | 10.0m | c1,c2 |" \
+    md = render_markdown(load_records(r / "results"), dev="dev", test_sets=["test"])
+    assert "| student_kt_ft | 1000 utts, 1.25 h | 1,2 | 6.00 ± 1.41 | 7.00 ± 1.41 | 1.00 ± 0.00 | 5 | 10.0m | c1,c2 |" \
         in md.splitlines()
     assert md.index("## Teacher (DNN)") < md.index("## LSTM, KT pre-training + fine-tuning")
 
@@ -165,5 +208,48 @@ def test_bad_record_is_named(tmp_path, capsys):
                                                    "missing group")):
         load_records(r / "results")
     with pytest.raises(SystemExit):
-        make_results_bin.main(["--recipe-dir", str(tmp_path / "nowhere")])
+        make_results_bin.main(["--recipe-dir", str(tmp_path / "nowhere"), "--results-dir", str(r / "nowhere")])
     assert "results directory not found" in capsys.readouterr().err
+
+
+def test_make_results_takes_the_set_names_from_the_recipe(tmp_path):
+    """AN4's dev set is train_dev: its column was '-' when the names were guessed."""
+    r = tmp_path / "an4"
+    write_records(r, [record("teacher", 1, 30.0, 35.0, dev_name="train_dev")], where="exp/results")
+    make_results_bin.main(["--recipe-dir", str(r), "--dev-set", "train_dev", "--test-sets", "train_dev test"])
+    lines = (r / "exp" / "RESULTS.md").read_text().splitlines()
+    assert "| system | data | seed | train_dev WER | test WER | test CER | epochs | train time | commit |" in lines
+    assert "| teacher | 1000 utts, 1.25 h | 1 | 30.00 | 35.00 | 1.00 | 5 | 10.0m | abc123 |" in lines
+    md = render_markdown(load_records(r / "exp" / "results"), dev="train_dev", test_sets=["test", "eval2"])
+    assert "| train_dev WER | test WER | test CER | eval2 WER | eval2 CER |" in md
+
+
+def test_a_run_is_shown_next_to_the_reference_and_promoted_only_on_request(tmp_path, capsys):
+    r = tmp_path / "digits"
+    write_records(r, [record("teacher", 1, 3.0, 3.5), record("teacher_seed2", 2, 5.0, 5.5),
+                      record("student_scratch", 1, 8.0, 9.5)])  # the committed reference
+    (r / "RESULTS.md").write_text("reference\n")
+    reference = {p.name: p.read_bytes() for p in (r / "results").iterdir()}
+    write_records(r, [record("teacher", 1, 4.0, 4.5), record("student_kt_ft", 1, 6.0, 7.0)], where="exp/results")
+    capsys.readouterr()
+    make_results_bin.main(["--recipe-dir", str(r), "--dev-set", "dev", "--test-sets", "dev test"])
+    out = capsys.readouterr().out
+    assert "| system | seed | dev WER | test WER | reference dev WER | reference test WER |" in out
+    assert "| teacher | 1 | 4.00 | 4.50 | 4.00 ± 1.41 | 4.50 ± 1.41 |" in out
+    assert "| student_kt_ft | 1 | 6.00 | 7.00 | - | - |" in out
+    assert "## Next to the reference results" in (r / "exp" / "RESULTS.md").read_text()
+    # The reference is untouched by a run.
+    assert (r / "RESULTS.md").read_text() == "reference\n"
+    assert {p.name: p.read_bytes() for p in (r / "results").iterdir()} == reference
+    # Promotion is explicit: the chosen record is copied and the committed table regenerated from the reference.
+    make_results_bin.main(["--recipe-dir", str(r), "--dev-set", "dev", "--test-sets", "dev test",
+                           "--promote", "student_kt_ft"])
+    assert (r / "results" / "student_kt_ft.yaml").read_bytes() == \
+        (r / "exp" / "results" / "student_kt_ft.yaml").read_bytes()
+    assert (r / "results" / "teacher.yaml").read_bytes() == reference["teacher.yaml"]
+    md = (r / "RESULTS.md").read_text()
+    assert "from the records in `results/*.yaml`" in md and "![test WER per system](results/results.png)" in md
+    assert "| student_kt_ft | 1000 utts, 1.25 h | 1 | 6.00 | 7.00 |" in md
+    with pytest.raises(SystemExit):
+        make_results_bin.main(["--recipe-dir", str(r), "--promote", "nosuch"])
+    assert "no record to promote for nosuch" in capsys.readouterr().err

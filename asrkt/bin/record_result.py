@@ -1,13 +1,15 @@
-"""Write the result record of one trained and decoded system: ``<recipe>/results/<system>.yaml``.
+"""Write the result record of one trained and decoded system: ``<recipe>/exp/results/<system>.yaml``.
 
     python -m asrkt.bin.record_result --recipe-dir egs/digits --system student_kt_ft \
         --exp-dir exp/student_kt_ft --train-dir data/train --seed 1 [--group lstm_kt_finetune]
         [--data-size-utts N --data-hours H] [--pretrain-exp-dir exp/student_kt] [--command "..."]
 
-The record holds the system, corpus, training-data size, seed, config hash (of exp/config.yaml), commit,
-dev/test WER and CER (from exp/decode_<set>/score.yaml), training time (summary.tsv), date and the
-command. ``asrkt.bin.make_results`` builds RESULTS.md from these records alone. Relative --exp-dir and
---train-dir are taken relative to --recipe-dir.
+The record holds the system, its group (--group, else from exp/train_info.yaml or config.yaml: model type,
+loss terms, --init-from; never from the name), corpus, training-data size, seed, config hash (of
+exp/config.yaml), commit, dev/test WER and CER (from exp/decode_<set>/score.yaml), training time, epochs and,
+from train_info.yaml when the trainer wrote it, loss_terms, best_epoch and stop_reason; date and command.
+Records of a run stay under exp/ (--out-dir); ``asrkt.bin.make_results --promote`` makes them reference
+results of the recipe. Relative --exp-dir, --train-dir and --out-dir are taken relative to --recipe-dir.
 """
 from __future__ import annotations
 
@@ -28,7 +30,10 @@ REPLAY = "replay.sh"  # written by asrkt.bin.train: the exact training command
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe-dir", required=True, help="egs/<corpus>: the record goes to its results/")
+    p.add_argument("--recipe-dir", required=True, help="egs/<corpus>")
+    p.add_argument("--out-dir", default="exp/results",
+                   help="where the record goes (default: exp/results; the committed reference records in "
+                        "results/ change only through make_results --promote)")
     p.add_argument("--system", required=True, help="system name (the record's file name)")
     p.add_argument("--exp-dir", required=True, help="the system's exp folder (decode_<set>/score.yaml inside)")
     p.add_argument("--seed", type=int, required=True)
@@ -36,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-size-utts", type=int, default=None, help="training utterances (overrides --train-dir)")
     p.add_argument("--data-hours", type=float, default=None, help="training hours (overrides --train-dir)")
     p.add_argument("--group", choices=list(GROUPS), default=None,
-                   help="table group (default: inferred from the system name)")
+                   help="table group (default: from the exp folder's train_info.yaml or config.yaml)")
     p.add_argument("--pretrain-exp-dir", default=None,
                    help="for a fine-tuned system: the pre-training exp folder, whose time is recorded too "
                         "(default: the folder of --init-from in the training command, if any)")
@@ -106,7 +111,7 @@ def main(argv=None):
     record["exp_dir"] = args.exp_dir  # as given: relative to the recipe, not this machine's path
     if pretrain:
         record["pretrain_exp_dir"] = str(pretrain)
-    out = recipe_dir / "results" / f"{args.system}.yaml"
+    out = _resolve(recipe_dir, args.out_dir) / f"{args.system}.yaml"
     write_record(record, out)
     sets = ", ".join(f"{k} WER {v['wer']:.2f}" for k, v in record["results"].items())
     logger.info("wrote %s (%s)", out, sets)

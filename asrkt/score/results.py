@@ -1,9 +1,12 @@
-"""Result records (``egs/<corpus>/results/<system>.yaml``) and the ``RESULTS.md`` table made from them.
+"""Result records (``<system>.yaml``) and the ``RESULTS.md`` table made from them.
 
-A record is small, committed, and self-contained: which system, on how much data, with which seed, config,
-commit and command, and its dev/test scores (copied from ``exp/<system>/decode_<set>/score.yaml``). The
-table and the bar chart are made from the records only, never from ``exp/``, so that ``RESULTS.md`` can be
-regenerated on a machine that has none of the experiments.
+A record is small and self-contained: which system (and its table ``group``, read from what the system is:
+model type, loss terms, initialisation), on how much data, with which seed, config, commit and command, how
+long it trained and why it stopped, and its dev/test scores (copied from
+``exp/<system>/decode_<set>/score.yaml``). A run writes its records under ``exp/results/`` and its table to
+``exp/RESULTS.md``; the recipe's committed reference records live in ``egs/<corpus>/results/`` and change
+only by an explicit promotion (``make_results --promote``). Tables and charts are made from records only, so
+``RESULTS.md`` can be regenerated on a machine that has none of the experiments.
 """
 from __future__ import annotations
 
@@ -38,18 +41,53 @@ REQUIRED_KEYS = ("system", "group", "corpus", "seed", "commit", "results", "date
 SEED_SUFFIX = re.compile(r"[_.-]?seed\d+$")
 
 
-def infer_group(system: str) -> str:
-    """The table group of a system from its name (exp folder names of ``egs/TEMPLATE/kt.sh``)."""
-    s = system.lower()
-    if "teacher" in s or s.startswith("dnn"):
+HARD_TERMS = frozenset({"ctc", "ce", "hard"})  # loss terms on the transcripts/alignments; the rest transfer
+TRAIN_INFO = "train_info.yaml"  # written by the trainer at the end of training
+TRAIN_INFO_KEYS = ("loss_terms", "epochs", "best_epoch", "stop_reason")  # copied into the record
+
+
+def read_train_info(exp_dir) -> dict:
+    """``exp_dir/train_info.yaml`` (objective, metric, loss_terms, best_epoch, epochs, stop_reason, train_time_s,
+    model_type, init_from), or {} for an exp folder trained before the trainer wrote it."""
+    path = Path(exp_dir) / TRAIN_INFO
+    if not path.is_file():
+        return {}
+    info = load_yaml(path)
+    terms = info.get("loss_terms")
+    if terms is not None and not isinstance(terms, dict):
+        raise fail(f"'loss_terms' must map term names to weights, got {terms!r}", path)
+    return info
+
+
+def system_group(exp_dir, command: str | None = None) -> str:
+    """The table group of a system from what it is (never from its name): the model type, the loss terms and
+    their weights, and whether it started from another model, read from ``train_info.yaml``, else from the
+    saved ``config.yaml`` and the training command (``--init-from``)."""
+    exp_dir = Path(exp_dir)
+    info = read_train_info(exp_dir)
+    cfg = load_yaml(exp_dir / "config.yaml") if (exp_dir / "config.yaml").is_file() else {}
+    model_type = info.get("model_type") or (cfg.get("model") or {}).get("type")
+    init_from = info.get("init_from")
+    if init_from is None and command:
+        init_from = "--init-from" in command or "--init_from" in command
+    terms = info.get("loss_terms")
+    if terms is None and isinstance(cfg.get("loss"), dict) and "kd_alpha" in cfg["loss"]:
+        alpha = float(cfg["loss"]["kd_alpha"])
+        terms = {"kd": alpha, "ctc": 1.0 - alpha}
+    terms = {k: float(v) for k, v in (terms or {}).items() if float(v) > 0}
+    transfer = any(k not in HARD_TERMS for k in terms)
+    hard = any(k in HARD_TERMS for k in terms)
+    if model_type == "dnn":
         return "teacher"
-    if "scratch" in s:
-        return "lstm_scratch"
-    if "reg" in s:
-        return "lstm_kt_regularised"
-    if "kt" in s or "ft" in s or "finetune" in s:
+    if model_type is None:
+        return "other"
+    if init_from:
         return "lstm_kt_finetune"
-    return "other"
+    if transfer and hard:
+        return "lstm_kt_regularised"
+    if transfer:
+        return "other"  # pre-training on the teacher alone: not a finished system
+    return "lstm_scratch"
 
 
 def family_of(system: str) -> str:
@@ -130,11 +168,12 @@ def make_record(system: str, exp_dir, recipe_dir, seed: int, commit: str, comman
                                           "sentence_errors", "kaldi_line", "model_sha1", "rtf") if k in s}
     cfg = exp_dir / "config.yaml"
     rows = read_summary(exp_dir) if (exp_dir / "summary.tsv").is_file() else []
+    info = read_train_info(exp_dir)
     record = {
         "version": RECORD_VERSION,
         "system": system,
         "family": family_of(system),
-        "group": group or infer_group(system),
+        "group": group or system_group(exp_dir, command),
         "corpus": Path(recipe_dir).resolve().name,
         "data": data,
         "seed": seed,
@@ -142,15 +181,17 @@ def make_record(system: str, exp_dir, recipe_dir, seed: int, commit: str, comman
         "commit": commit,
         "exp_dir": str(exp_dir),
         "results": results,
-        "train_time_s": training_time_s(rows, exp_dir / "summary.tsv"),
+        "train_time_s": info.get("train_time_s", training_time_s(rows, exp_dir / "summary.tsv")),
         "epochs": len(rows) or None,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
     }
+    record.update({k: info[k] for k in TRAIN_INFO_KEYS if k in info})
     if pretrain_exp_dir is not None:
         p_rows = read_summary(pretrain_exp_dir)
         record["pretrain_exp_dir"] = str(pretrain_exp_dir)
-        record["pretrain_time_s"] = training_time_s(p_rows, Path(pretrain_exp_dir) / "summary.tsv")
+        record["pretrain_time_s"] = read_train_info(pretrain_exp_dir).get(
+            "train_time_s", training_time_s(p_rows, Path(pretrain_exp_dir) / "summary.tsv"))
     if record["group"] not in GROUPS:
         raise AsrktError(f"unknown group '{record['group']}' (known: {', '.join(GROUPS)})")
     return record
@@ -245,26 +286,38 @@ def fmt_data(data: dict) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _set_names(records: list[dict]) -> tuple[str | None, str | None]:
-    """Which result sets are 'dev' and 'test' in the records (dev: dev/valid/..., test: test/eval/...)."""
+def guess_set_names(records: list[dict]) -> tuple[str | None, list[str]]:
+    """Only for records made without the recipe's set names: dev among dev/valid/val/dev_clean, test among
+    test/eval/test_clean. Recipes pass ``--dev-set`` and ``--test-sets`` to make_results instead."""
     names = {n for r in records for n in r["results"]}
     dev = next((n for n in ("dev", "valid", "val", "dev_clean") if n in names), None)
     test = next((n for n in ("test", "eval", "test_clean") if n in names), None)
-    return dev, test
+    return dev, [test] if test else []
 
 
-def render_markdown(records: list[dict], png_name: str | None = "results/results.png") -> str:
-    """The whole RESULTS.md text from the records."""
+def eval_sets(dev: str | None, test_sets) -> list[str]:
+    """The evaluation sets of the table: the test sets that are not the dev set, in the recipe's order."""
+    return [t for t in dict.fromkeys(test_sets or []) if t != dev]
+
+
+def render_markdown(records: list[dict], png_name: str | None = "results/results.png", dev: str | None = None,
+                    test_sets=None, source: str = "results/*.yaml") -> str:
+    """The whole RESULTS.md text from the records; ``dev`` and ``test_sets`` are the recipe's set names
+    (guessed from the records only when both are None)."""
+    if dev is None and test_sets is None:
+        dev, test_sets = guess_set_names(records)
+    tests = eval_sets(dev, test_sets)
     rows = group_rows(records)
-    dev, test = _set_names(records)
     corpus = ", ".join(sorted({r["corpus"] for r in records}))
     out = [f"# Results: {corpus}", "",
-           "Generated by `python -m asrkt.bin.make_results` from the records in `results/*.yaml` "
+           f"Generated by `python -m asrkt.bin.make_results` from the records in `{source}` "
            "(do not edit by hand). WER/CER in %; with several seeds, mean ± sample standard deviation.", ""]
     if png_name:
-        out += [f"![test WER per system]({png_name})", ""]
-    header = ["system", "data", "seed", f"{dev or 'dev'} WER", f"{test or 'test'} WER", f"{test or 'test'} CER",
-              "train time", "commit"]
+        out += [f"![{tests[0] if tests else dev or 'test'} WER per system]({png_name})", ""]
+    header = ["system", "data", "seed", f"{dev or 'dev'} WER"]
+    for t in tests:
+        header += [f"{t} WER", f"{t} CER"]
+    header += ["epochs", "train time", "commit"]
     for group, group_iter in itertools.groupby(rows, key=lambda r: r.group):
         out += [f"## {GROUPS.get(group, group)}", "", "| " + " | ".join(header) + " |",
                 "|" + "|".join("---" for _ in header) + "|"]
@@ -274,10 +327,12 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
             # KT + fine-tuning costs both trainings
             times = [r["train_time_s"] + (r.get("pretrain_time_s") or 0) for r in row.records
                      if r.get("train_time_s") is not None]
+            epochs = ",".join(dict.fromkeys(str(r.get("epochs") or "-") for r in row.records))
             cells = [row.family, fmt_data(row.records[0].get("data") or {}), seeds,
-                     mean_std(row.values(dev)) if dev else "-", mean_std(row.values(test)) if test else "-",
-                     mean_std(row.values(test, "cer")) if test else "-",
-                     fmt_time(statistics.mean(times)) if times else "-", commits]
+                     mean_std(row.values(dev)) if dev else "-"]
+            for t in tests:
+                cells += [mean_std(row.values(t)), mean_std(row.values(t, "cer"))]
+            cells += [epochs, fmt_time(statistics.mean(times)) if times else "-", commits]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     ordered = [rec for row in rows for rec in row.records]  # table order: by group, then system, then seed
@@ -295,11 +350,31 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def plot_results(records: list[dict], out_png) -> None:
+def render_comparison(records: list[dict], reference: list[dict], dev: str | None, test_sets,
+                      reference_name: str = "RESULTS.md") -> str:
+    """This run's systems next to the recipe's committed reference results (mean ± std over their seeds)."""
+    tests = eval_sets(dev, test_sets)
+    sets = ([dev] if dev else []) + tests
+    ref_rows = {(r.group, r.family): r for r in group_rows(reference)}
+    header = ["system", "seed"] + [f"{s} WER" for s in sets] + [f"reference {s} WER" for s in sets]
+    out = [f"This run next to the reference results of the recipe ({reference_name}); WER in %.", "",
+           "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in group_rows(records):
+        ref = ref_rows.get((row.group, row.family))
+        cells = [row.family, ",".join(str(r["seed"]) for r in row.records)]
+        cells += [mean_std(row.values(s)) for s in sets]
+        cells += [mean_std(ref.values(s)) if ref else "-" for s in sets]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot_results(records: list[dict], out_png, dev: str | None = None, test_sets=None) -> None:
     """Bar chart of test WER per system (mean over seeds, error bar = sample std), coloured by group."""
     rows = group_rows(records)
-    dev, test = _set_names(records)
-    test = test or dev  # no test set: chart the dev set rather than nothing
+    if dev is None and test_sets is None:
+        dev, test_sets = guess_set_names(records)
+    tests = eval_sets(dev, test_sets)
+    test = tests[0] if tests else dev  # no test set: chart the dev set rather than nothing
     labels, means, stds, colors = [], [], [], []
     palette = colormap("tab10")
     group_index = {g: i for i, g in enumerate(GROUPS)}
