@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asrkt.train.seed import derive_seed, seed_everything  # noqa: E402
+from asrkt.utils.seed import derive_seed, seed_everything  # noqa: E402
 from asrkt.train.trainer import Trainer, TrainConfig  # noqa: E402
 from asrkt.utils.config import add_config_arguments, resolve  # noqa: E402
 
@@ -132,8 +132,8 @@ def main(argv=None):
         items = [trainer.train_set[i] for i in idx]
         feats = torch.nn.utils.rnn.pad_sequence([it.feats for it in items], batch_first=True).to(device)
         lengths = torch.tensor([len(it.feats) for it in items], dtype=torch.long, device=device)
-        flat = torch.tensor([t for it in items for t in it.targets], dtype=torch.long, device=device)
-        target_lengths = torch.tensor([len(it.targets) for it in items], dtype=torch.long)
+        flat = torch.tensor([t for it in items for t in it.inputs["hard_targets"]], dtype=torch.long, device=device)
+        target_lengths = torch.tensor([len(it.inputs["hard_targets"]) for it in items], dtype=torch.long)
         batches.append((feats, lengths, flat, target_lengths))
     frames = sum(int(b[1].sum()) for b in batches)
     from asrkt.models import describe

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset, collate
+from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset
 from asrkt.data.kaldi_dir import DataDir, write_table
 from asrkt.transfer.soft_targets import SoftTargets, frames_match
 from asrkt.utils.errors import AsrktError
@@ -122,8 +122,12 @@ def feats_dir(tiny_data_dir) -> Path:
 def test_dataset_applies_cmvn_and_encodes_text(feats_dir, tmp_path):
     from asrkt.targets import Tokenizer
 
-    tok = Tokenizer.load(make_lang(feats_dir, tmp_path / "lang"))
-    ds = UtteranceDataset(feats_dir, tokenizer=tok)
+    from asrkt.targets import build_objective
+
+    lang = make_lang(feats_dir, tmp_path / "lang")
+    tok = Tokenizer.load(lang)
+    ds = UtteranceDataset(feats_dir)
+    ds.add_source("hard_targets", build_objective("ctc", lang).target_source(feats_dir, ds.utts))
     data = DataDir.load(feats_dir)
     assert ds.utts == data.utts and ds.feat_dim == FEAT_DIM
     assert ds.num_frames == [int(data.utt2num_frames[u]) for u in ds.utts]
@@ -133,20 +137,21 @@ def test_dataset_applies_cmvn_and_encodes_text(feats_dir, tmp_path):
         allf = torch.cat([ds[i].feats for i in idx])
         assert allf.mean(0).abs().max() < 1e-3
     item = ds[0]
-    assert tok.decode(item.targets) == " ".join(data.text[item.utt].split())
-    lazy = UtteranceDataset(feats_dir, tokenizer=tok, in_memory=False)
+    assert tok.decode(item.inputs["hard_targets"]) == " ".join(data.text[item.utt].split())
+    lazy = UtteranceDataset(feats_dir, in_memory=False)
     assert torch.equal(lazy[2].feats, ds[2].feats) and lazy.num_frames == ds.num_frames
 
 
 def test_dataset_errors_name_the_file(feats_dir, tmp_path):
-    from asrkt.targets import Tokenizer
+    from asrkt.targets import build_objective
 
-    tok = Tokenizer.load(make_lang(feats_dir, tmp_path / "lang"))
+    ctc = build_objective("ctc", make_lang(feats_dir, tmp_path / "lang"))
     text = DataDir.load(feats_dir).text
     del text["spk1-u2"]
     write_table(feats_dir / "text", text)
+    ds = UtteranceDataset(feats_dir)
     with pytest.raises(AsrktError, match=r"text.*spk1-u2.*no transcript"):
-        UtteranceDataset(feats_dir, tokenizer=tok)
+        ctc.target_source(feats_dir, ds.utts)
     (feats_dir / "cmvn.scp").unlink()
     with pytest.raises(AsrktError, match=r"cmvn\.scp: missing"):
         UtteranceDataset(feats_dir)
@@ -175,12 +180,17 @@ def test_collate_pads_and_masks(feats_dir, tmp_path):
     post = tmp_path / "post"
     write_posteriors(feats_dir, post, num_classes=7)
     soft = SoftTargets(post)
-    ds = UtteranceDataset(feats_dir, soft_targets=soft)
+    from asrkt.losses.terms import TeacherTargets
+    from asrkt.train.trainer import _Source
+
+    ds = UtteranceDataset(feats_dir)
     soft.load(ds.utts)
-    batch = collate([ds[0], ds[5], ds[2]])
+    ds.add_source("teacher_posteriors", _Source(soft.__getitem__, TeacherTargets.collate))
+    batch = ds.collate([ds[0], ds[5], ds[2]])
     n = [ds.num_frames[i] for i in (0, 5, 2)]
     assert batch.feats.shape == (3, max(n), FEAT_DIM) and batch.lengths.tolist() == n
-    assert batch.teacher.shape == (3, max(n), 7) and batch.teacher_mask.sum(1).tolist() == n
+    teacher = batch.inputs["teacher_posteriors"]
+    assert teacher.dense.shape == (3, max(n), 7) and teacher.mask.sum(1).tolist() == n
     assert torch.equal(batch.feats[0, :n[0]], ds[0].feats) and batch.feats[0, n[0]:].abs().sum() == 0
 
 

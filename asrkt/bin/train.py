@@ -1,13 +1,14 @@
 """Train an acoustic model: the DNN teacher, the KT student, fine-tuning, the baselines (one tool for all).
 
     python -m asrkt.bin.train --config conf/x.yaml [--key value ...] --train-dir data/train \\
-        --valid-dir data/dev --lang-dir data/lang_char --exp-dir exp/x \\
+        --valid-dir data/dev --targets-dir data/lang_char --exp-dir exp/x \\
         [--train-post exp/teacher/post_train --valid-post exp/teacher/post_dev] \\
-        [--init-from exp/y/final.pt] [--seed N]
+        [--init-from exp/y/final.pt] [--teacher-model exp/t/final.pt] [--seed N]
 
-``loss.kd_alpha`` picks the system: 0 = CTC on the transcripts (teacher, fine-tuning with --init-from,
-from-scratch baseline), 1 = the teacher's soft targets only (KT pre-training; --train-post/--valid-post),
-between = KT as a regulariser. Every config key is also an option (``--optim.lr 0.0005``,
+The loss is a weighted sum of terms (``loss.terms``, asrkt.losses.terms); the shorthand ``loss.kd_alpha``
+picks the classic systems: 0 = the objective's loss on the transcripts (teacher, fine-tuning with
+--init-from, from-scratch baseline), 1 = the teacher's soft targets only (KT pre-training;
+--train-post/--valid-post), between = KT as a regulariser. Every config key is also an option (``--optim.lr 0.0005``,
 ``--schedule.max-epochs 10``); ``--print-config`` shows the resolved config.
 
 Writes to the exp dir: config.yaml, replay.sh, log/train.log, checkpoints/, final.pt, summary.tsv,
@@ -56,10 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-dir", required=True, help="training data dir (features + CMVN, text)")
     parser.add_argument("--valid-dir", required=True, help="dev data dir: learning-rate schedule, model choice")
     parser.add_argument("--exp-dir", required=True, help="output folder (resumed if it has checkpoints)")
-    parser.add_argument("--lang-dir", default=None, help="tokenizer dir (needed unless loss.kd_alpha is 1)")
+    parser.add_argument("--targets-dir", "--lang-dir", dest="targets_dir", default=None,
+                        help="the objective's targets: the tokenizer's lang dir for ctc, the alignment dir for "
+                             "frame_ce (needed by terms on hard targets and for the dev metric)")
     parser.add_argument("--train-post", default=None, help="teacher posterior dir of the training set")
     parser.add_argument("--valid-post", default=None, help="teacher posterior dir of the dev set")
-    parser.add_argument("--init-from", default=None, help="model checkpoint to initialise the weights from")
+    parser.add_argument("--init-from", default=None, help="model checkpoint to initialise the weights from "
+                                                           "(init.method / init.param say how)")
+    parser.add_argument("--teacher-model", default=None,
+                        help="teacher checkpoint run alongside the student, for terms on its on-the-fly outputs")
     parser.add_argument("--log-level", default="INFO")
     add_config_arguments(parser, TrainConfig)
     return parser
@@ -73,15 +79,16 @@ def main(argv=None):
     exp_dir = Path(args.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(args.log_level, exp_dir / "log" / "train.log")
-    from asrkt.train.trainer import resolve_device
+    from asrkt.utils.device import resolve_device
 
     log_environment(logger, {"seed": cfg.seed, "device": resolve_device(cfg.device),
                              "threads": f"{cfg.num_threads} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})", "exp_dir": exp_dir, "train_dir": args.train_dir,
-                             "valid_dir": args.valid_dir, "lang_dir": args.lang_dir, "train_post": args.train_post,
-                             "valid_post": args.valid_post, "init_from": args.init_from,
+                             "valid_dir": args.valid_dir, "targets_dir": args.targets_dir, "train_post": args.train_post,
+                             "valid_post": args.valid_post, "init_from": args.init_from, "teacher_model": args.teacher_model,
                              "resolved config": "\n" + to_yaml(cfg)})
-    trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, lang_dir=args.lang_dir,
-                      train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from)
+    trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, targets_dir=args.targets_dir,
+                      train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from,
+                      teacher_model=args.teacher_model)
     try:
         trainer.check_resume()  # before replay.sh is rewritten: a refused resume leaves the folder as it was
         write_replay(exp_dir, argv)

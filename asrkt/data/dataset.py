@@ -2,8 +2,8 @@
 
 Features come from ``feats.scp`` with per-speaker CMVN (``cmvn.scp``) applied when they are loaded; by default
 every utterance is loaded and normalised once and kept in memory (AN4's fbank is ~100 MB), so an epoch costs
-no I/O. Token targets come from ``text`` through a :class:`asrkt.targets.Tokenizer`; soft targets from a
-:class:`asrkt.transfer.soft_targets.SoftTargets` posterior dir.
+no I/O. Everything else an utterance carries (the objective's targets, teacher posteriors) comes from sources
+attached with :meth:`UtteranceDataset.add_source`, so the dataset knows nothing of objectives or methods.
 
 Batches hold at most ``max_frames`` padded frames (batch size x longest utterance): utterances are sorted by
 length (optionally with a per-epoch random jitter, so batches differ between epochs) and cut greedily, then
@@ -20,7 +20,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from asrkt.data.kaldi_dir import c_sorted, read_table
-from asrkt.train.seed import derive_seed
+from asrkt.utils.seed import derive_seed
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
@@ -30,21 +30,19 @@ logger = logging.getLogger(__name__)
 class Utterance:
     utt: str
     feats: torch.Tensor  # (T, D) float32, CMVN applied
-    targets: list[int] | None = None  # token ids
-    soft: object = None  # (T', C) tensor or (indices (T', k), values (T', k))
+    inputs: dict = dataclasses.field(default_factory=dict)  # source name -> this utterance's item
 
 
 class UtteranceDataset(torch.utils.data.Dataset):
     """The utterances of ``data_dir`` that have features (all of ``feats.scp``, C-sorted).
 
-    ``tokenizer``: encode ``text`` into token targets (every utterance must then have a transcript).
-    ``soft_targets``: a SoftTargets whose entries are attached as ``Utterance.soft``.
     ``in_memory``: load and normalise all features once (default); else read them on every access.
     ``cmvn``: apply per-speaker CMVN from ``cmvn.scp`` (``norm_vars`` as Kaldi's apply-cmvn).
+    Per-utterance inputs besides the features (hard targets, teacher posteriors, ...) are attached with
+    :meth:`add_source`: an object with ``source[utt]`` and ``source.collate(list of items)``.
     """
 
-    def __init__(self, data_dir, tokenizer=None, soft_targets=None, in_memory: bool = True, cmvn: bool = True,
-                 norm_vars: bool = False):
+    def __init__(self, data_dir, in_memory: bool = True, cmvn: bool = True, norm_vars: bool = False):
         from asrkt.io import load_scp
 
         self.data_dir = Path(data_dir)
@@ -62,21 +60,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         else:
             self._cmvn = None
         self.in_memory = in_memory
-        self.soft_targets = soft_targets
-
-        self.targets: list[list[int]] | None = None
-        if tokenizer is not None:
-            text_path = self.data_dir / "text"
-            text = read_table(text_path)
-            missing = [u for u in self.utts if u not in text]
-            if missing:
-                raise fail(f"{len(missing)} utterances with features have no transcript (first: '{missing[0]}')",
-                           text_path, missing[0])
-            self.targets = [tokenizer.encode(text[u], utt=u) for u in self.utts]
-            empty = [u for u, t in zip(self.utts, self.targets) if not t]
-            if empty:
-                raise fail(f"{len(empty)} utterances have an empty transcript (first: '{empty[0]}')", text_path,
-                           empty[0])
+        self.sources: dict[str, object] = {}
 
         self._feats: list[torch.Tensor] | None = None
         if in_memory:
@@ -86,6 +70,10 @@ class UtteranceDataset(torch.utils.data.Dataset):
         else:
             self.num_frames = self._frames_from_table()
             self.feat_dim = int(self._load(self.utts[0]).shape[1])
+
+    def add_source(self, name: str, source) -> None:
+        """Attach ``source[utt]`` to every item as ``inputs[name]``, batched by ``source.collate``."""
+        self.sources[name] = source
 
     def _frames_from_table(self) -> list[int]:
         path = self.data_dir / "utt2num_frames"
@@ -121,8 +109,15 @@ class UtteranceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Utterance:
         utt = self.utts[i]
-        return Utterance(utt=utt, feats=self.feats(i), targets=None if self.targets is None else self.targets[i],
-                         soft=None if self.soft_targets is None else self.soft_targets[utt])
+        return Utterance(utt=utt, feats=self.feats(i), inputs={name: src[utt] for name, src in self.sources.items()})
+
+    def collate(self, items: list[Utterance]) -> "Batch":
+        """Pad a list of utterances into a :class:`Batch`, each source batched by its own ``collate``."""
+        feats = [it.feats for it in items]
+        return Batch(utts=[it.utt for it in items], feats=pad_sequence(feats, batch_first=True),
+                     lengths=torch.tensor([f.shape[0] for f in feats], dtype=torch.long),
+                     inputs={name: src.collate([it.inputs[name] for it in items])
+                             for name, src in self.sources.items()})
 
     def frame_counts(self) -> dict[str, int]:
         return dict(zip(self.utts, self.num_frames))
@@ -190,62 +185,34 @@ class FrameBatchSampler(torch.utils.data.Sampler):
 
 @dataclasses.dataclass
 class Batch:
-    """A padded batch. Teacher targets, when present, are padded to the longest teacher sequence and
-    ``teacher_mask`` (B, T') marks real frames; dense ``teacher`` (B, T', C), or top-k ``teacher_indices``
-    (B, T', k) int64 and ``teacher_values`` (B, T', k) log-probs (padding frames: index 0, value 0)."""
+    """A padded batch: features (B, T, D), lengths, and ``inputs`` (source name -> batched items: the
+    objective's targets, teacher posteriors, ...)."""
 
     utts: list[str]
     feats: torch.Tensor  # (B, T, D)
     lengths: torch.Tensor  # (B,) int64
-    targets: list[list[int]] | None = None
-    teacher: torch.Tensor | None = None
-    teacher_indices: torch.Tensor | None = None
-    teacher_values: torch.Tensor | None = None
-    teacher_lengths: torch.Tensor | None = None
-    teacher_mask: torch.Tensor | None = None
+    inputs: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
         return int(self.lengths.sum())
 
-    @property
-    def has_teacher(self) -> bool:
-        return self.teacher is not None or self.teacher_indices is not None
+    def nonfinite_utts(self) -> list[str]:
+        """The utterances whose features hold NaN or inf."""
+        return [u for u, f, n in zip(self.utts, self.feats, self.lengths.tolist())
+                if not bool(torch.isfinite(f[:n]).all())]
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
         def move(x):
-            return x.to(device, non_blocking=non_blocking) if isinstance(x, torch.Tensor) else x
+            if isinstance(x, torch.Tensor) or hasattr(x, "to"):
+                return x.to(device, non_blocking=non_blocking)
+            return x
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)})
-
-    def pin_memory(self) -> "Batch":
-        return Batch(**{f.name: (v.pin_memory() if isinstance(v, torch.Tensor) else v)
-                        for f in dataclasses.fields(self) for v in [getattr(self, f.name)]})
-
-
-def collate(items: list[Utterance]) -> Batch:
-    """Pad a list of utterances into a :class:`Batch`."""
-    feats = [it.feats for it in items]
-    batch = Batch(utts=[it.utt for it in items], feats=pad_sequence(feats, batch_first=True),
-                  lengths=torch.tensor([f.shape[0] for f in feats], dtype=torch.long))
-    if items[0].targets is not None:
-        batch.targets = [it.targets for it in items]
-    if items[0].soft is not None:
-        soft = [it.soft for it in items]
-        if isinstance(soft[0], tuple):
-            batch.teacher_indices = pad_sequence([s[0] for s in soft], batch_first=True)
-            batch.teacher_values = pad_sequence([s[1] for s in soft], batch_first=True)
-            n = [int(s[0].shape[0]) for s in soft]
-        else:
-            batch.teacher = pad_sequence(soft, batch_first=True)
-            n = [int(s.shape[0]) for s in soft]
-        batch.teacher_lengths = torch.tensor(n, dtype=torch.long)
-        batch.teacher_mask = torch.arange(max(n)).unsqueeze(0) < batch.teacher_lengths.unsqueeze(1)
-    return batch
+        return Batch(utts=self.utts, feats=move(self.feats), lengths=move(self.lengths),
+                     inputs={k: move(v) for k, v in self.inputs.items()})
 
 
 def make_loader(dataset: UtteranceDataset, sampler: FrameBatchSampler, pin_memory: bool = False):
     """A single-process DataLoader over ``sampler``'s batches (features are in memory: workers would only
-    add copying on these small machines)."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0,
-                                       pin_memory=pin_memory)
+    add copying on these small machines). Pinning is left to :meth:`Batch.to` (non-blocking copies)."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate, num_workers=0)

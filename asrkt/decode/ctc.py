@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from asrkt.utils.progress import Progress
+from asrkt.utils.device import resolve_device  # noqa: F401  (re-exported for callers)
 from asrkt.utils.errors import AsrktError
 
 logger = logging.getLogger(__name__)
@@ -55,18 +56,6 @@ def build_decoder(cfg: DecodeConfig) -> CtcDecoder:
     if cfg.method not in DECODERS:
         raise AsrktError(f"unknown decoding method '{cfg.method}' (known: {', '.join(DECODERS)})")
     return DECODERS[cfg.method](blank=cfg.blank)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AsrktError(f"unknown device '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AsrktError(f"device '{name}' requested but CUDA is not available")
-    return device
 
 
 def model_log_probs(model, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

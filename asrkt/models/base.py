@@ -119,6 +119,12 @@ class AcousticModel(nn.Module):
         outs, out_lengths = self._hidden_layers(feats, self._check_inputs(feats, lengths), all_layers=False)
         return outs[-1], out_lengths.to(in_device)
 
+    def forward_with_hidden(self, feats: torch.Tensor, lengths):
+        """(logits, out_lengths, every hidden layer's output) from one pass, for losses on hidden states."""
+        in_device = lengths.device if isinstance(lengths, torch.Tensor) else torch.device("cpu")
+        outs, out_lengths = self._hidden_layers(feats, self._check_inputs(feats, lengths), all_layers=True)
+        return self.output_layer(outs[-1]), out_lengths.to(in_device), outs
+
     def forward(self, feats: torch.Tensor, lengths):
         """(logits (B, T', num_classes), out_lengths (B,) on the device ``lengths`` came on)."""
         hidden, out_lengths = self.forward_hidden(feats, lengths)

@@ -1,33 +1,18 @@
-"""The CTC training objective and greedy CTC decoding."""
+"""The CTC objective: token targets from ``text`` through the lang dir's tokenizer, CTC loss, token error rate
+on the dev set, greedy (best-path) decoding."""
 from __future__ import annotations
 
-import dataclasses
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from asrkt.utils.errors import AsrktError
+from asrkt.data.kaldi_dir import read_table
+from asrkt.targets.objective import Objective, ObjectiveStats, TargetSource, register_objective
+from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class ObjectiveStats:
-    """What the last ``loss`` call summed over; trainers accumulate these for their progress lines.
-
-    ``units`` is what a per-unit loss is normalised by: target tokens for CTC, frames for frame-level CE.
-    ``skipped`` counts utterances left out of the loss (CTC: target longer than the output allows).
-    """
-    utterances: int = 0
-    frames: int = 0
-    units: int = 0
-    skipped: int = 0
-
-    def __iadd__(self, other: "ObjectiveStats") -> "ObjectiveStats":
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
 
 
 def min_ctc_frames(target) -> int:
@@ -35,7 +20,56 @@ def min_ctc_frames(target) -> int:
     return len(target) + sum(1 for a, b in zip(target, target[1:]) if a == b)
 
 
-class CtcObjective:
+def token_errors(hyp: list[int], ref: list[int]) -> int:
+    """Levenshtein distance between token sequences (rapidfuzz, which jiwer uses too)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(hyp, ref)
+
+
+def ctc_best_path(logits: torch.Tensor, out_lengths, blank: int = 0) -> list[list[int]]:
+    """Best path: argmax per frame, collapse repeats, drop blanks; frames past each length are ignored."""
+    best = logits.argmax(-1).cpu()
+    result = []
+    for b, n in enumerate(torch.as_tensor(out_lengths).tolist()):
+        path = torch.unique_consecutive(best[b, :n])
+        result.append(path[path != blank].tolist())
+    return result
+
+
+class TokenTargets(TargetSource):
+    """Token-id sequences of ``utts`` from ``data_dir/text`` (every utterance needs a non-empty transcript)."""
+
+    def __init__(self, data_dir, utts: list[str], tokenizer):
+        super().__init__()
+        text_path = Path(data_dir) / "text"
+        text = read_table(text_path)
+        missing = [u for u in utts if u not in text]
+        if missing:
+            raise fail(f"{len(missing)} utterances with features have no transcript (first: '{missing[0]}')",
+                       text_path, missing[0])
+        for u in utts:
+            try:
+                ids = tokenizer.encode(text[u], utt=u)
+            except AsrktError as e:
+                raise AsrktError(f"{text_path}: {e}") from None
+            if not ids:
+                raise fail("empty transcript", text_path, u)
+            self.targets[u] = ids
+
+
+class GreedyCtcDecoder:
+    """Stage-7 decoder: best path, then the tokenizer's text."""
+
+    def __init__(self, tokenizer, blank: int = 0):
+        self.tokenizer, self.blank = tokenizer, blank
+
+    def decode(self, log_probs: torch.Tensor, lengths) -> list[str]:
+        return [self.tokenizer.decode(ids) for ids in ctc_best_path(log_probs, lengths, self.blank)]
+
+
+@register_objective
+class CtcObjective(Objective):
     """CTC over class ids with ``blank`` (0) as the blank; targets are token-id sequences (ids >= 1).
 
     Infeasible utterances (fewer output frames than :func:`min_ctc_frames`, e.g. a too-aggressive
@@ -44,14 +78,32 @@ class CtcObjective:
     """
 
     name = "ctc"
-    #: What ``loss`` expects as targets: one token-id list per utterance.
-    targets_kind = "tokens"
+    hard_term = "ctc"
+    metric = "ter"
+    metric_label = "dev token error rate (%), greedy CTC"
+    decoders = ("greedy",)
     _MAX_WARNINGS = 5
 
-    def __init__(self, blank: int = 0):
+    def __init__(self, targets_dir=None, blank: int = 0):
+        super().__init__(targets_dir)
         self.blank = blank
-        self.last_stats = ObjectiveStats()
         self.num_infeasible = 0
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from asrkt.targets.tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer.load(self._need_targets_dir())
+        return self._tokenizer
+
+    @property
+    def num_classes(self) -> int:
+        return self.tokenizer.num_classes
+
+    def target_source(self, data_dir, utts, subsampling: int = 1) -> TokenTargets:
+        return TokenTargets(data_dir, utts, self.tokenizer)
 
     def loss(self, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
              utt_ids: list[str] | None = None) -> torch.Tensor:
@@ -92,9 +144,21 @@ class CtcObjective:
 
     def greedy_decode(self, logits: torch.Tensor, out_lengths: torch.Tensor) -> list[list[int]]:
         """Best path: argmax per frame, collapse repeats, drop blanks."""
-        best = logits.argmax(-1).cpu()
-        result = []
-        for b, n in enumerate(torch.as_tensor(out_lengths).tolist()):
-            path = torch.unique_consecutive(best[b, :n])
-            result.append(path[path != self.blank].tolist())
-        return result
+        return ctc_best_path(logits, out_lengths, self.blank)
+
+    def errors(self, logits, out_lengths, targets) -> tuple[int, int]:
+        hyps = self.greedy_decode(logits, out_lengths)
+        return sum(token_errors(h, r) for h, r in zip(hyps, targets)), sum(len(r) for r in targets)
+
+    def build_decoder(self, cfg) -> GreedyCtcDecoder:
+        if cfg.method not in self.decoders:
+            raise AsrktError(f"unknown CTC decoding method '{cfg.method}' (known: {', '.join(self.decoders)})")
+        return GreedyCtcDecoder(self.tokenizer, blank=self.blank)
+
+    def degenerate(self, logits, out_lengths) -> str | None:
+        best = logits.argmax(-1)
+        mask = torch.arange(best.shape[1], device=best.device).unsqueeze(0) < \
+            torch.as_tensor(out_lengths, device=best.device).unsqueeze(1)
+        if not bool((best[mask] != self.blank).any()):
+            return "it outputs only the blank"
+        return None

@@ -1,289 +1,122 @@
-"""The trainer used by every asrkt system: CTC teacher, KT pre-training, fine-tuning, KT-regularised student.
+"""The training loop shared by every asrkt system: teacher, KT pre-training, fine-tuning, baselines, and every
+transfer method that plugs in.
 
-Loss of record, per frame so that the two terms mix at comparable magnitudes:
+The loop knows nothing of particular losses, objectives or methods. It asks
 
-    loss = alpha * soft + (1 - alpha) * hard
-    hard = CTC summed over utterances / output frames of those utterances
-    soft = T^2 * KL(p_T || q_T), averaged over output frames that have teacher targets
+* the **objective** (:mod:`asrkt.targets`) for the output size, the targets of a data dir and the dev metric;
+* the **loss terms** (:mod:`asrkt.losses.terms`) for ``(sum, count)`` per batch; the loss of record is
+  ``sum_i weight_i * sum_i / count_i`` (per batch for the update, over the whole epoch for the logs, so the
+  train and dev numbers are comparable), and only the inputs the active terms declare are loaded;
+* the **initialiser** (:mod:`asrkt.train.init`) how ``init_from`` initialises the model;
+* the **epoch hooks** (:mod:`asrkt.train.hooks`) whether to change the model between epochs;
+* the **schedule** (:mod:`asrkt.train.schedule`) for the learning rate, which epoch to keep and when the dev loss
+  has converged.
 
-``loss.kd_alpha`` 0 trains on the hard targets only (teacher, fine-tuning, from-scratch baseline), 1 on the
-teacher's soft targets only (KT pre-training), in between is KT as a regulariser. Epoch losses are
-frame-weighted over the whole epoch (sums / frames), so the train and dev numbers are comparable.
-
-Learning rate: Kaldi nnet1's newbob (:mod:`asrkt.train.schedule`) on the dev loss; a rejected epoch restores
-the parameters and optimizer state of the last accepted one.
-
-Exp folder: ``config.yaml`` (resolved), ``log/train.log`` (by the caller), ``checkpoints/epoch_<n>.pt`` (model,
-optimizer, schedule, RNG states, summary rows: everything to resume), ``checkpoints/epoch_<n>.model.pt``
-(model only, :func:`asrkt.models.save_checkpoint`, for accepted epochs), ``final.pt`` (symlink to the model-only
-file of the last accepted epoch, i.e. the one the dev loss chose), ``summary.tsv`` and ``train_curves.png``.
-Rerunning in a folder with checkpoints resumes from the last one, and refuses if the config changed.
+Exp folder: ``config.yaml`` (resolved), ``log/train.log`` (by the caller), ``checkpoints/`` and ``final.pt``
+(:mod:`asrkt.train.checkpoints`), ``summary.tsv`` and ``train_curves.png`` (:mod:`asrkt.train.reporting`),
+``train_info.yaml`` (objective, terms, epochs, stop reason, time; written when training ends). Rerunning in a
+folder with checkpoints resumes from the last one, and refuses if the config changed.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
-import os
-import re
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset, make_loader
-from asrkt.kernels import kd_loss, kd_loss_sparse
-from asrkt.models import ModelConfig, build_model, describe, load_model, save_checkpoint
-from asrkt.train.schedule import Newbob, NewbobConfig
-from asrkt.train.seed import derive_seed, rng_states, seed_everything, set_rng_states
-from asrkt.utils.atomic import atomic_open, atomic_path
-from asrkt.utils.config import check_same_config, diff, save_config, to_dict
+from asrkt.losses.terms import (HARD_TARGETS, STUDENT_HIDDEN, TEACHER_FORWARD, TEACHER_POSTERIORS, ModelOutput,
+                                TeacherTargets, build_term)
+from asrkt.models import build_model, describe, load_model
+from asrkt.targets import build_objective
+from asrkt.train.checkpoints import Checkpoints
+from asrkt.train.config import RESUME_IGNORED_KEYS, TrainConfig, check_train_config, loss_term_specs
+from asrkt.train.hooks import build_hook
+from asrkt.train.init import initialize
+from asrkt.train.reporting import (EpochProgress, LossStats, fmt, plot_curves, stats_row, summary_columns,
+                                   write_summary)
+from asrkt.train.schedule import Newbob
+from asrkt.utils.atomic import atomic_write_text
+from asrkt.utils.config import check_same_config, from_dict, save_config, to_dict
+from asrkt.utils.device import resolve_device
 from asrkt.utils.errors import AsrktError, fail
-from asrkt.utils.progress import Progress
-from asrkt.utils.plotting import new_figure, save_png
+from asrkt.utils.seed import derive_seed, rng_states, seed_everything, set_rng_states
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "sgd")
-SUMMARY_COLUMNS = ("epoch", "lr", "train_loss", "train_hard", "train_soft", "valid_loss", "valid_hard", "valid_soft",
-                   "valid_ter", "frames_per_s", "epoch_time_s", "decision", "bad_batches")
-# Keys that do not change what is computed, so a resumed run may differ in them.
-RESUME_IGNORED_KEYS = ("num_threads", "log_interval_s", "keep_checkpoints", "device")
+__all__ = ["Trainer", "TrainConfig", "resolve_device"]
 
 
-@dataclasses.dataclass
-class LossConfig:
-    kd_alpha: float = 0.0  # 0: hard targets only; 1: soft targets only; between: alpha*soft + (1-alpha)*hard
-    temperature: float = 1.0  # T of the soft-target KL (scaled by T^2)
-    frame_tolerance: int = 0  # allowed |teacher frames - feature frames / subsampling| (beyond floor/ceil)
-    kd_backend: str = "auto"  # asrkt.kernels: auto (triton on CUDA, else reference) | reference | triton
+class _Source:
+    """A per-utterance input for :meth:`UtteranceDataset.add_source`: ``getter(utt)`` and a collate function."""
+
+    def __init__(self, getter, collate):
+        self._get, self.collate = getter, collate
+
+    def __getitem__(self, utt):
+        return self._get(utt)
 
 
-@dataclasses.dataclass
-class OptimConfig:
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3  # initial learning rate (newbob halves it)
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
-    momentum: float = 0.9  # sgd only
-
-
-@dataclasses.dataclass
-class BatchConfig:
-    max_frames: int = 20000  # padded input frames per batch (batch size x longest utterance)
-    max_utts: int = 0  # utterances per batch, 0 = no limit
-    shuffle: bool = True  # shuffle the batch order every epoch (seeded from seed and epoch)
-    length_jitter: float = 0.1  # relative length noise before sorting, so batches differ between epochs
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    objective: str = "ctc"
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    schedule: NewbobConfig = dataclasses.field(default_factory=NewbobConfig)
-    batch: BatchConfig = dataclasses.field(default_factory=BatchConfig)
-    seed: int = 1
-    num_threads: int = 2  # torch CPU threads
-    device: str = "auto"  # auto: cuda when available, else cpu
-    keep_in_memory: bool = True  # load and CMVN-normalise all features once
-    cmvn_norm_vars: bool = False
-    max_bad_batch_fraction: float = 0.1  # more skipped (NaN/inf) batches than this in an epoch is an error
-    log_interval_s: float = 30.0  # seconds between progress lines
-    keep_checkpoints: int = 2  # full training checkpoints kept (the newest ones); 0 = all
-
-
-def check_train_config(cfg: TrainConfig) -> None:
-    problems = []
-    if not 0.0 <= cfg.loss.kd_alpha <= 1.0:
-        problems.append(f"loss.kd_alpha must lie in [0, 1], got {cfg.loss.kd_alpha}")
-    if not cfg.loss.temperature > 0:
-        problems.append(f"loss.temperature must be > 0, got {cfg.loss.temperature}")
-    if cfg.loss.frame_tolerance < 0:
-        problems.append(f"loss.frame_tolerance must be >= 0, got {cfg.loss.frame_tolerance}")
-    from asrkt.kernels import BACKENDS
-
-    if cfg.loss.kd_backend not in BACKENDS:
-        problems.append(f"loss.kd_backend must be one of {', '.join(BACKENDS)}, got '{cfg.loss.kd_backend}'")
-    if cfg.optim.optimizer not in OPTIMIZERS:
-        problems.append(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got '{cfg.optim.optimizer}'")
-    if not cfg.optim.lr > 0:
-        problems.append(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    if cfg.optim.grad_clip < 0 or cfg.optim.weight_decay < 0:
-        problems.append("optim.grad_clip and optim.weight_decay must be >= 0")
-    if cfg.num_threads < 1:
-        problems.append(f"num_threads must be >= 1, got {cfg.num_threads}")
-    if not 0.0 <= cfg.max_bad_batch_fraction < 1.0:
-        problems.append(f"max_bad_batch_fraction must lie in [0, 1), got {cfg.max_bad_batch_fraction}")
-    if problems:
-        raise AsrktError("train config: " + "; ".join(problems))
-
-
-def resolve_device(name: str) -> torch.device:
-    from asrkt.decode.ctc import resolve_device as _resolve
-
-    return _resolve(name)
-
-
-# ----------------------------------------------------------------------------------------------- statistics
-@dataclasses.dataclass
-class LossSums:
-    """Frame-weighted loss sums over an epoch (or a dev pass)."""
-
-    hard_sum: float = 0.0
-    hard_frames: int = 0
-    soft_sum: float = 0.0
-    soft_frames: int = 0
-    token_errors: int = 0
-    ref_tokens: int = 0
-
-    def add(self, hard_sum, hard_frames, soft_sum, soft_frames):
-        self.hard_sum += hard_sum
-        self.hard_frames += hard_frames
-        self.soft_sum += soft_sum
-        self.soft_frames += soft_frames
-
-    @property
-    def hard(self) -> float:
-        return self.hard_sum / self.hard_frames if self.hard_frames else float("nan")
-
-    @property
-    def soft(self) -> float:
-        return self.soft_sum / self.soft_frames if self.soft_frames else float("nan")
-
-    def total(self, alpha: float) -> float:
-        if alpha == 0.0:
-            return self.hard
-        if alpha == 1.0:
-            return self.soft
-        return alpha * self.soft + (1.0 - alpha) * self.hard
-
-    @property
-    def ter(self) -> float:
-        return 100.0 * self.token_errors / self.ref_tokens if self.ref_tokens else float("nan")
-
-
-def token_errors(hyp: list[int], ref: list[int]) -> int:
-    """Levenshtein distance between token sequences (rapidfuzz, which jiwer uses too)."""
-    from rapidfuzz.distance import Levenshtein
-
-    return Levenshtein.distance(hyp, ref)
-
-
-def _fmt(x: float) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
-
-# summary.tsv number formats: the lr keeps its significant digits through many halvings
-_CELL_FORMATS = {"lr": "{:.6g}", "frames_per_s": "{:.1f}", "epoch_time_s": "{:.2f}"}
-
-
-def _format_cell(column: str, value) -> str:
-    if not isinstance(value, float):
-        return str(value)
-    if math.isnan(value):
-        return "nan"
-    return _CELL_FORMATS.get(column, "{:.4f}").format(value)
-
-
-class EpochProgress(Progress):
-    """Progress of one epoch (tqdm on a terminal, else a log line every ``every_s`` seconds) with the running
-    loss (hard and soft terms apart) and the lr appended."""
-
-    def __init__(self, epoch: int, total_batches: int, every_s: float):
-        super().__init__(total_batches, unit="batches", desc=f"epoch {epoch}", every_s=every_s, log=logger)
-        self.status = ""
-
-    def step(self, frames: int, sums: LossSums, alpha: float, lr: float) -> None:
-        self.status = (f"loss {_fmt(sums.total(alpha))} (hard {_fmt(sums.hard)}, soft {_fmt(sums.soft)}), "
-                       f"lr {lr:.3g}")
-        if self.bar is not None:
-            self.bar.set_postfix_str(self.status, refresh=False)
-        self.update(1, frames)
-
-    def line(self) -> str:
-        return f"{super().line()}; {self.status}" if self.status else super().line()
-
-
-# ------------------------------------------------------------------------------------------------- trainer
 class Trainer:
-    """One training run in ``exp_dir``; :meth:`run` trains (or resumes) to the end of the schedule.
+    """One training run in ``exp_dir``; :meth:`run` trains (or resumes) until the schedule stops.
 
-    ``lang_dir``: tokenizer for the hard (CTC) targets and the dev token error rate; needed unless
-    ``loss.kd_alpha`` is 1. ``train_post``/``valid_post``: dumped teacher posterior dirs; needed when
-    ``loss.kd_alpha`` > 0. ``init_from``: a model-only checkpoint whose weights initialise the model
-    (fine-tuning); its architecture must be the one ``cfg.model`` builds.
+    ``targets_dir``: the objective's targets (the lang dir for CTC); needed by terms on hard targets and for the
+    dev metric. ``train_post``/``valid_post``: dumped teacher posterior dirs, for terms that declare them.
+    ``init_from``: a model checkpoint that initialises the model (``cfg.init`` says how). ``teacher_model``: a
+    model checkpoint run alongside the student, for terms on the teacher's on-the-fly outputs.
     """
 
-    def __init__(self, cfg: TrainConfig, train_dir, valid_dir, exp_dir, lang_dir=None, train_post=None,
-                 valid_post=None, init_from=None):
+    def __init__(self, cfg: TrainConfig, train_dir, valid_dir, exp_dir, targets_dir=None, train_post=None,
+                 valid_post=None, init_from=None, teacher_model=None, lang_dir=None):
         check_train_config(cfg)
         self.cfg = cfg
         self.train_dir, self.valid_dir, self.exp_dir = Path(train_dir), Path(valid_dir), Path(exp_dir)
-        self.lang_dir = Path(lang_dir) if lang_dir else None
+        targets_dir = targets_dir or lang_dir
+        self.targets_dir = Path(targets_dir) if targets_dir else None
         self.train_post = Path(train_post) if train_post else None
         self.valid_post = Path(valid_post) if valid_post else None
         self.init_from = Path(init_from) if init_from else None
-        self.alpha = float(cfg.loss.kd_alpha)
-        self.ckpt_dir = self.exp_dir / "checkpoints"
+        self.teacher_model_path = Path(teacher_model) if teacher_model else None
+        self.checkpoints = Checkpoints(self.exp_dir, cfg.keep_checkpoints)
         self.history: list[dict] = []
         self.bad_batches_total = 0
+        self.teacher = None
         self._setup_done = False
 
     # ------------------------------------------------------------------------------------------- set-up
     def setup(self) -> None:
-        """Load data, targets and model; check the posteriors. Idempotent."""
+        """Load data, targets, posteriors, model, terms and hooks; check they fit together. Idempotent."""
         if self._setup_done:
             return
         cfg = self.cfg
         torch.set_num_threads(cfg.num_threads)
         self.device = resolve_device(cfg.device)
-        need_hard, need_soft = self.alpha < 1.0, self.alpha > 0.0
-        if need_hard and self.lang_dir is None:
-            raise AsrktError(f"loss.kd_alpha = {self.alpha} trains on hard targets: give --lang-dir")
-        if need_soft and (self.train_post is None or self.valid_post is None):
-            raise AsrktError(f"loss.kd_alpha = {self.alpha} trains on soft targets: give --train-post and "
-                             "--valid-post (dumped teacher posteriors)")
-        if not need_soft and (self.train_post or self.valid_post):
-            logger.warning("loss.kd_alpha = 0: the teacher posteriors given are not used")
-            self.train_post = self.valid_post = None
+        self.objective = build_objective(cfg.objective, self.targets_dir)
+        defaults = {"temperature": cfg.loss.temperature, "backend": cfg.loss.kd_backend}
+        self.terms = [build_term(spec, defaults) for spec in loss_term_specs(cfg.loss, self.objective.hard_term)]
+        names = [t.name for t in self.terms]
+        if not self.terms or len(set(names)) != len(names):
+            raise AsrktError(f"loss.terms: need at least one term and no name twice, got {names}")
+        self.weights = {t.name: t.weight for t in self.terms}
+        needs = {i for t in self.terms for i in t.inputs}
+        self._check_inputs_given(needs)
 
         from asrkt.features.info import FEATS_INFO, check_same_features
 
         feats_info = check_same_features(self.train_dir, self.valid_dir)
         self.feats_hash = str(feats_info["config_hash"])
-
-        self.tokenizer = None
-        if self.lang_dir is not None:
-            from asrkt.targets import Tokenizer
-
-            self.tokenizer = Tokenizer.load(self.lang_dir)
-        from asrkt.targets import build_objective
-
-        self.objective = build_objective(cfg.objective)
-
-        soft_train = soft_valid = None
-        if need_soft:
-            from asrkt.transfer.soft_targets import SoftTargets
-
-            soft_train = SoftTargets(self.train_post, in_memory=cfg.keep_in_memory)
-            soft_valid = SoftTargets(self.valid_post, in_memory=cfg.keep_in_memory)
-            if soft_train.info.kind != soft_valid.info.kind or soft_train.info.teacher_checkpoint_sha1 != \
-                    soft_valid.info.teacher_checkpoint_sha1:
-                raise AsrktError(f"{self.train_post} and {self.valid_post} come from different teachers or are "
-                                 "of different kinds; dump both with the same teacher")
-        if self.tokenizer is not None:
-            num_classes = self.tokenizer.num_classes
-        else:
-            num_classes = soft_train.info.num_classes
+        soft = self._load_posteriors() if TEACHER_POSTERIORS in needs else None
+        self.teacher_posteriors_sparse = soft is not None and soft[0].sparse
+        num_classes = self.objective.num_classes if self.targets_dir else soft[0].info.num_classes
 
         t0 = time.perf_counter()
-        self.train_set = UtteranceDataset(self.train_dir, tokenizer=self.tokenizer, soft_targets=soft_train,
-                                          in_memory=cfg.keep_in_memory, norm_vars=cfg.cmvn_norm_vars)
-        self.valid_set = UtteranceDataset(self.valid_dir, tokenizer=self.tokenizer, soft_targets=soft_valid,
-                                          in_memory=cfg.keep_in_memory, norm_vars=cfg.cmvn_norm_vars)
+        self.train_set, self.valid_set = (
+            UtteranceDataset(d, in_memory=cfg.keep_in_memory, norm_vars=cfg.cmvn_norm_vars)
+            for d in (self.train_dir, self.valid_dir))
         if self.train_set.feat_dim != int(feats_info["dim"]):
             raise fail(f"features have dimension {self.train_set.feat_dim} but {FEATS_INFO} says "
                        f"{feats_info['dim']}", self.train_dir / "feats.scp")
@@ -294,46 +127,73 @@ class Trainer:
 
         seed_everything(derive_seed(cfg.seed, "model-init"))
         self.model = build_model(cfg.model, self.train_set.feat_dim, num_classes)
-        if self.init_from is not None:
-            self._init_weights(self.init_from)
+        self.init_meta = initialize(self.model, self.init_from, cfg.init) if self.init_from else {}
         self.model.to(self.device)
         logger.info("model: %s", describe(self.model))
-
-        if need_soft:
-            for soft, data_dir, dataset in ((soft_train, self.train_dir, self.train_set),
-                                            (soft_valid, self.valid_dir, self.valid_set)):
-                soft.check(dataset.frame_counts(), num_classes, self.model.subsampling, self.feats_hash,
-                           tolerance=cfg.loss.frame_tolerance, feats_info_path=data_dir / FEATS_INFO)
+        self._attach_sources(needs, soft, feats_info_name=FEATS_INFO)
+        if TEACHER_FORWARD in needs:
+            self.teacher, _ = load_model(self.teacher_model_path)
+            self.teacher.to(self.device).eval()
+            logger.info("on-the-fly teacher %s: %s", self.teacher_model_path, describe(self.teacher))
+        for term in self.terms:
+            term.setup(self)
+        logger.info("objective %s; loss = %s", self.objective.name, " + ".join(t.describe() for t in self.terms))
+        self.hooks = [build_hook(spec) for spec in cfg.hooks]
 
         self.optimizer = self._make_optimizer()
         self.schedule = Newbob(cfg.schedule, cfg.optim.lr)
-        self.train_sampler = FrameBatchSampler(self.train_set.num_frames, cfg.batch.max_frames, cfg.batch.max_utts,
-                                               shuffle=cfg.batch.shuffle, seed=cfg.seed,
-                                               length_jitter=cfg.batch.length_jitter)
-        self.valid_sampler = FrameBatchSampler(self.valid_set.num_frames, cfg.batch.max_frames, cfg.batch.max_utts,
-                                               shuffle=False)
-        pin = self.device.type == "cuda"
-        self.train_loader = make_loader(self.train_set, self.train_sampler, pin_memory=pin)
-        self.valid_loader = make_loader(self.valid_set, self.valid_sampler, pin_memory=pin)
+        b = cfg.batch
+        self.train_sampler = FrameBatchSampler(self.train_set.num_frames, b.max_frames, b.max_utts, shuffle=b.shuffle,
+                                               seed=cfg.seed, length_jitter=b.length_jitter)
+        self.valid_sampler = FrameBatchSampler(self.valid_set.num_frames, b.max_frames, b.max_utts, shuffle=False)
+        self.train_loader = make_loader(self.train_set, self.train_sampler)
+        self.valid_loader = make_loader(self.valid_set, self.valid_sampler)
+        self.metric = self.objective.metric if HARD_TARGETS in self.valid_set.sources else None
+        self.columns = summary_columns(names, self.metric)
         self._setup_done = True
 
-    def _init_weights(self, path: Path) -> None:
-        init_model, meta = load_model(path)
-        try:
-            self.model.load_state_dict(init_model.state_dict())
-        except RuntimeError as e:
-            changes = diff(init_model.config, self.cfg.model)
-            detail = ("model config differences (saved -> current): " + "; ".join(changes)) if changes else \
-                str(e).splitlines()[0]
-            raise AsrktError(f"{path}: cannot initialise the model from this checkpoint: input dim "
-                             f"{init_model.input_dim} / {init_model.num_classes} classes vs {self.model.input_dim} / "
-                             f"{self.model.num_classes}; {detail}") from None
-        logger.info("initialised from %s (%s)", path, ", ".join(f"{k} {v}" for k, v in meta.items()
-                                                               if isinstance(v, (int, float, str))))
+    def _check_inputs_given(self, needs: set[str]) -> None:
+        who = {i: [t.name for t in self.terms if i in t.inputs] for i in needs}
+        if HARD_TARGETS in needs and self.targets_dir is None:
+            raise AsrktError(f"loss term(s) {', '.join(who[HARD_TARGETS])} train on the {self.objective.name} "
+                             "targets: give --targets-dir (--lang-dir)")
+        if TEACHER_POSTERIORS in needs and (self.train_post is None or self.valid_post is None):
+            raise AsrktError(f"loss term(s) {', '.join(who[TEACHER_POSTERIORS])} train on dumped teacher "
+                             "posteriors: give --train-post and --valid-post")
+        if TEACHER_POSTERIORS not in needs and (self.train_post or self.valid_post):
+            logger.warning("no loss term uses teacher posteriors: %s, %s are not used", self.train_post,
+                           self.valid_post)
+            self.train_post = self.valid_post = None
+        if TEACHER_FORWARD in needs and self.teacher_model_path is None:
+            raise AsrktError(f"loss term(s) {', '.join(who[TEACHER_FORWARD])} need an on-the-fly teacher: give "
+                             "--teacher-model")
+        if self.targets_dir is None and TEACHER_POSTERIORS not in needs:
+            raise AsrktError("nothing gives the output size: give --targets-dir (--lang-dir)")
+
+    def _load_posteriors(self):
+        from asrkt.transfer.soft_targets import SoftTargets
+
+        pair = tuple(SoftTargets(p, in_memory=self.cfg.keep_in_memory) for p in (self.train_post, self.valid_post))
+        a, b = pair[0].info, pair[1].info
+        if a.kind != b.kind or a.teacher_checkpoint_sha1 != b.teacher_checkpoint_sha1:
+            raise AsrktError(f"{self.train_post} and {self.valid_post} come from different teachers or are of "
+                             "different kinds; dump both with the same teacher")
+        return pair
+
+    def _attach_sources(self, needs: set[str], soft, feats_info_name: str) -> None:
+        sub = self.model.subsampling
+        for i, (data_dir, dataset) in enumerate(((self.train_dir, self.train_set), (self.valid_dir, self.valid_set))):
+            dev = i == 1
+            if self.targets_dir is not None and (HARD_TARGETS in needs or dev):  # dev: the metric needs them
+                dataset.add_source(HARD_TARGETS, self.objective.target_source(data_dir, dataset.utts, sub))
+            if soft is not None:
+                soft[i].check(dataset.frame_counts(), self.model.num_classes, sub, self.feats_hash,
+                              tolerance=self.cfg.loss.frame_tolerance, feats_info_path=data_dir / feats_info_name)
+                dataset.add_source(TEACHER_POSTERIORS, _Source(soft[i].__getitem__, TeacherTargets.collate))
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
-        params = self.model.parameters()
+        params = [p for p in self.model.parameters() if p.requires_grad]
         if o.optimizer == "adam":
             return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -342,40 +202,44 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    # -------------------------------------------------------------------------------------------- losses
-    def _soft_loss_sum(self, logits: torch.Tensor, out_lengths: torch.Tensor, batch) -> tuple[torch.Tensor, int]:
-        """(sum over frames of T^2 KL, frames): frames valid for both the model output and the teacher."""
-        T = min(logits.shape[1], batch.teacher_mask.shape[1])
-        mask = (torch.arange(T, device=logits.device).unsqueeze(0) < out_lengths.to(logits.device).unsqueeze(1)) \
-            & batch.teacher_mask[:, :T]
-        student = logits[:, :T][mask]
-        temperature = self.cfg.loss.temperature
-        backend = self.cfg.loss.kd_backend
-        if batch.teacher is not None:
-            loss = kd_loss(student, batch.teacher[:, :T][mask], temperature, reduction="sum", backend=backend)
-        else:
-            loss = kd_loss_sparse(student, batch.teacher_indices[:, :T][mask], batch.teacher_values[:, :T][mask],
-                                  temperature, reduction="sum", backend=backend)
-        return loss, int(student.shape[0])
+    def replace_model(self, model: torch.nn.Module, reason: str) -> None:
+        """For hooks: train ``model`` from now on; the optimizer is rebuilt at the current learning rate."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model = model.to(self.device)
+        self.optimizer = self._make_optimizer()
+        self._set_lr(lr)
+        logger.info("model replaced (%s): %s", reason, describe(self.model))
 
-    def _losses(self, batch, need_hard: bool, need_soft: bool):
-        """Forward; returns (loss to optimise, hard_sum, hard_frames, soft_sum, soft_frames, logits, out_lengths)."""
-        logits, out_lengths = self.model(batch.feats, batch.lengths)
-        hard_sum = soft_sum = None
-        hard_frames = soft_frames = 0
-        if need_hard:
-            hard_sum = self.objective.loss(logits, out_lengths, batch.targets, batch.utts)
-            hard_frames = self.objective.last_stats.frames
-        if need_soft:
-            soft_sum, soft_frames = self._soft_loss_sum(logits, out_lengths, batch)
-        a = self.alpha
-        terms = []
-        if a < 1.0 and hard_sum is not None and hard_frames:
-            terms.append((1.0 - a) * hard_sum / hard_frames)
-        if a > 0.0 and soft_sum is not None and soft_frames:
-            terms.append(a * soft_sum / soft_frames)
-        loss = sum(terms) if terms else None
-        return loss, hard_sum, hard_frames, soft_sum, soft_frames, logits, out_lengths
+    # -------------------------------------------------------------------------------------------- losses
+    def forward(self, batch) -> ModelOutput:
+        needs = {i for t in self.terms for i in t.inputs}
+        if STUDENT_HIDDEN in needs:
+            logits, out_lengths, hidden = self.model.forward_with_hidden(batch.feats, batch.lengths)
+            out = ModelOutput(logits, out_lengths, hidden)
+        else:
+            out = ModelOutput(*self.model(batch.feats, batch.lengths))
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits, t_lengths, t_hidden = self.teacher.forward_with_hidden(batch.feats, batch.lengths)
+            out.teacher = ModelOutput(t_logits, t_lengths, t_hidden)
+        return out
+
+    def compute_terms(self, out: ModelOutput, batch) -> tuple[torch.Tensor | None, dict]:
+        """(weighted loss of the batch or None when no term had units, {term: (sum, count)})."""
+        parts, loss = {}, None
+        for term in self.terms:
+            value, count = term(out, batch)
+            parts[term.name] = (value, count)
+            if value is not None and count:
+                piece = term.weight * value / count
+                loss = piece if loss is None else loss + piece
+        return loss, parts
+
+    @staticmethod
+    def _add(stats: LossStats, parts: dict) -> None:
+        for name, (value, count) in parts.items():
+            if value is not None and count:
+                stats.add(name, float(value.item()), count)
 
     # ---------------------------------------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int) -> dict:
@@ -387,245 +251,209 @@ class Trainer:
         num_batches = len(self.train_sampler)
         max_bad = int(cfg.max_bad_batch_fraction * num_batches)
         lr = self.optimizer.param_groups[0]["lr"]
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-        sums, bad, frames, done = LossSums(), 0, 0, 0
+        stats, bad, frames = LossStats(self.weights), 0, 0
         progress = EpochProgress(epoch, num_batches, cfg.log_interval_s)
         start = time.perf_counter()
         try:
-            for batch in self.train_loader:
+            for done, batch in enumerate(self.train_loader, 1):
                 batch = batch.to(self.device)
-                done += 1
-                reason = self._train_step(batch, params, clip, sums)
+                reason = self._train_step(batch, stats)
                 frames += batch.num_frames
-                progress.step(batch.num_frames, sums, self.alpha, lr)
+                progress.step(batch.num_frames, stats, lr)
                 if reason is None:
                     continue
                 bad += 1
-                logger.warning("epoch %d batch %d/%d skipped: %s (utterances %s%s)", epoch, done, num_batches, reason,
-                               ", ".join(batch.utts[:5]), ", ..." if len(batch.utts) > 5 else "")
+                culprits = batch.nonfinite_utts()
+                where = (f"non-finite features in utterance(s) {', '.join(culprits)} of {self.train_dir}/feats.scp"
+                         if culprits else f"utterances {', '.join(batch.utts[:5])}{', ...' * (len(batch.utts) > 5)}")
+                logger.warning("epoch %d batch %d/%d skipped: %s (%s)", epoch, done, num_batches, reason, where)
                 if bad > max_bad:
                     raise AsrktError(
                         f"{self.train_dir}: {bad} of {num_batches} batches in epoch {epoch} had a non-finite loss "
                         f"or gradient (more than max_bad_batch_fraction {cfg.max_bad_batch_fraction}); last one: "
-                        f"{reason}, utterances {', '.join(batch.utts[:5])}. Check the features (NaN/inf), lower "
-                        "optim.lr or set optim.grad_clip")
+                        f"{reason}, {where}. Check the features (NaN/inf), lower optim.lr or set optim.grad_clip")
         finally:
             progress.close()
         elapsed = time.perf_counter() - start
-        return {"lr": lr, "train_loss": sums.total(self.alpha), "train_hard": sums.hard, "train_soft": sums.soft,
-                "frames_per_s": frames / elapsed if elapsed > 0 else 0.0, "train_time_s": elapsed,
-                "bad_batches": bad, "batches": num_batches}
+        return {"lr": lr, "stats": stats, "frames_per_s": frames / elapsed if elapsed > 0 else 0.0,
+                "train_time_s": elapsed, "bad_batches": bad, "batches": num_batches}
 
-    def _train_step(self, batch, params, clip: float, sums: LossSums) -> str | None:
-        """Forward, backward, clip, update; adds to ``sums``. Returns why the batch was skipped (non-finite loss
+    def _train_step(self, batch, stats: LossStats) -> str | None:
+        """Forward, backward, clip, update; adds to ``stats``. Returns why the batch was skipped (non-finite loss
         or gradient: no update), else None."""
-        loss, hard_sum, hard_frames, soft_sum, soft_frames, _, _ = self._losses(
-            batch, need_hard=self.alpha < 1.0, need_soft=self.alpha > 0.0)
-        if loss is None:  # every utterance infeasible for CTC: the objective warned; nothing to learn here
+        loss, parts = self.compute_terms(self.forward(batch), batch)
+        if loss is None:  # e.g. every utterance infeasible for CTC: the objective warned; nothing to learn
             return None
         value = loss.item()
         if not math.isfinite(value):
             return f"loss {value}"
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             return f"gradient norm {norm.item()}"
         self.optimizer.step()
-        sums.add(0.0 if hard_sum is None else hard_sum.item(), hard_frames,
-                 0.0 if soft_sum is None else soft_sum.item(), soft_frames)
+        self._add(stats, parts)
         return None
 
     @torch.no_grad()
-    def validate(self) -> LossSums:
-        """Dev pass: hard loss when transcripts are loaded, soft loss when posteriors are, greedy CTC TER."""
+    def validate(self) -> LossStats:
+        """Dev pass: every term, and the objective's metric when the dev set has its targets."""
         self.model.eval()
-        sums = LossSums()
-        has_targets = self.valid_set.targets is not None
-        has_soft = self.valid_set.soft_targets is not None
+        stats = LossStats(self.weights)
         for batch in self.valid_loader:
             batch = batch.to(self.device)
-            _, hard_sum, hard_frames, soft_sum, soft_frames, logits, out_lengths = self._losses(
-                batch, need_hard=has_targets, need_soft=has_soft)
-            sums.add(0.0 if hard_sum is None else hard_sum.item(), hard_frames,
-                     0.0 if soft_sum is None else soft_sum.item(), soft_frames)
-            if has_targets:
-                hyps = self.objective.greedy_decode(logits, out_lengths)
-                for hyp, ref in zip(hyps, batch.targets):
-                    sums.token_errors += token_errors(hyp, ref)
-                    sums.ref_tokens += len(ref)
-        return sums
+            out = self.forward(batch)
+            self._add(stats, self.compute_terms(out, batch)[1])
+            if self.metric:
+                errors, units = self.objective.errors(out.logits, out.out_lengths, batch.inputs[HARD_TARGETS])
+                stats.errors += errors
+                stats.units += units
+        return stats
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def _ckpt_path(self, epoch: int) -> Path:
-        return self.ckpt_dir / f"epoch_{epoch}.pt"
-
-    def _model_path(self, epoch: int) -> Path:
-        return self.ckpt_dir / f"epoch_{epoch}.model.pt"
-
-    def _checkpoints(self) -> list[tuple[int, Path]]:
-        found = []
-        if self.ckpt_dir.is_dir():
-            for p in self.ckpt_dir.iterdir():
-                m = re.fullmatch(r"epoch_(\d+)\.pt", p.name)
-                if m:
-                    found.append((int(m.group(1)), p))
-        return sorted(found)
-
     def _save_checkpoint(self, epoch: int) -> None:
-        state = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "schedule": self.schedule.state_dict(), "rng": rng_states(), "history": self.history,
-                 "bad_batches_total": self.bad_batches_total, "config": to_dict(self.cfg)}
-        with atomic_path(self._ckpt_path(epoch)) as tmp:
-            torch.save(state, tmp)
-        keep = self.cfg.keep_checkpoints
-        if keep > 0:
-            for n, p in self._checkpoints()[:-keep]:
-                p.unlink(missing_ok=True)
+        self.checkpoints.save(epoch, {
+            "epoch": epoch, "model_config": to_dict(self.model.config), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "hooks": [h.state_dict() for h in self.hooks], "rng": rng_states(), "history": self.history,
+            "bad_batches_total": self.bad_batches_total, "config": to_dict(self.cfg)})
 
-    def _save_model(self, epoch: int, valid: dict) -> None:
-        extra = {"epoch": epoch, "valid_loss": valid["valid_loss"], "valid_ter": valid["valid_ter"],
-                 "kd_alpha": self.alpha, "temperature": self.cfg.loss.temperature, "seed": self.cfg.seed,
-                 "feature_config_hash": self.feats_hash,
-                 "lang_dir": str(self.lang_dir) if self.lang_dir else "",
-                 "train_dir": str(self.train_dir)}
-        save_checkpoint(self._model_path(epoch), self.model, extra=extra)
-
-    def _link_final(self, epoch: int) -> None:
-        final = self.exp_dir / "final.pt"
-        tmp = self.exp_dir / f".final.pt.tmp{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(self._model_path(epoch), self.exp_dir), tmp)
-        os.replace(tmp, final)
+    def _save_model(self, epoch: int, valid_loss: float, valid_metric: float) -> None:
+        self.checkpoints.save_model(epoch, self.model, extra={
+            "epoch": epoch, "valid_loss": valid_loss, "objective": self.objective.name,
+            "metric": self.metric or "", "valid_metric": valid_metric, "loss_terms": dict(self.weights),
+            "seed": self.cfg.seed, "feature_config_hash": self.feats_hash,
+            "targets_dir": str(self.targets_dir) if self.targets_dir else "", "train_dir": str(self.train_dir)})
 
     def _resume(self) -> bool:
         """Load the newest readable checkpoint; False when there is none."""
-        for epoch, path in reversed(self._checkpoints()):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as e:  # a damaged file: fall back to the previous checkpoint
-                logger.warning("%s: unreadable (%s), trying an older checkpoint", path, e)
-                continue
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.schedule.load_state_dict(state["schedule"])
-            set_rng_states(state["rng"])
-            self.history = list(state["history"])
-            self.bad_batches_total = int(state.get("bad_batches_total", 0))
-            self._set_lr(self.schedule.lr)
-            logger.info("resumed from %s: epoch %d done, lr %.4g, best epoch %d (dev loss %s)%s", path, epoch,
-                        self.schedule.lr, self.schedule.best_epoch, _fmt(self.schedule.best_loss),
-                        ", schedule already finished" if self.schedule.done else "")
-            return True
-        return False
+        found = self.checkpoints.load_latest()
+        if found is None:
+            return False
+        epoch, path, state = found
+        saved_model = from_dict(type(self.model.config), state["model_config"], str(path)) \
+            if "model_config" in state else self.model.config
+        if saved_model != self.model.config:  # a hook changed the architecture before this checkpoint
+            self.replace_model(build_model(saved_model, self.model.input_dim, self.model.num_classes),
+                               f"architecture of {path}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        for hook, hook_state in zip(self.hooks, state.get("hooks", [])):
+            hook.load_state_dict(hook_state)
+        set_rng_states(state["rng"])
+        self.history = list(state["history"])
+        self.bad_batches_total = int(state.get("bad_batches_total", 0))
+        self._set_lr(self.schedule.lr)
+        logger.info("resumed from %s: epoch %d done, lr %.4g, best epoch %d (dev loss %s)%s", path, epoch,
+                    self.schedule.lr, self.schedule.best_epoch, fmt(self.schedule.best_loss),
+                    ", schedule already finished" if self.schedule.done else "")
+        return True
 
-    # --------------------------------------------------------------------------------------------- outputs
-    def _write_summary(self) -> None:
-        with atomic_open(self.exp_dir / "summary.tsv") as f:
-            f.write("\t".join(SUMMARY_COLUMNS) + "\n")
-            for row in self.history:
-                f.write("\t".join(_format_cell(c, row[c]) for c in SUMMARY_COLUMNS) + "\n")
+    def _write_reports(self) -> None:
+        write_summary(self.exp_dir / "summary.tsv", self.columns, self.history)
+        plot_curves(self.exp_dir / "train_curves.png", str(self.exp_dir), self.history, list(self.weights),
+                    self.metric, self.objective.metric_label if self.metric else "")
 
-    def _plot(self) -> None:
-        # The object API renders with Agg without touching pyplot's global backend or figure list.
-        rows = self.history
-        epochs = [r["epoch"] for r in rows]
-        fig = new_figure(figsize=(10, 4))
-        ax1, ax2 = fig.subplots(1, 2)
-        ax1.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
-        ax1.plot(epochs, [r["valid_loss"] for r in rows], "s-", label="dev")
-        rejected = [r for r in rows if r["decision"] == "rejected"]
-        if rejected:
-            ax1.plot([r["epoch"] for r in rejected], [r["valid_loss"] for r in rejected], "rx", markersize=10,
-                     label="rejected")
-        ax1.set_xlabel("epoch")
-        ax1.set_ylabel(f"loss (kd_alpha {self.alpha:g})")
-        ax1.legend()
-        ax1.grid(alpha=0.3)
-        ax2.plot(epochs, [r["valid_ter"] for r in rows], "s-", color="C2")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("dev token error rate (%), greedy CTC")
-        ax2.grid(alpha=0.3)
-        fig.suptitle(str(self.exp_dir))
-        save_png(fig, self.exp_dir / "train_curves.png", dpi=90)
+    def _write_train_info(self, run_time: float) -> None:
+        s = self.schedule
+        info = {"objective": self.objective.name, "metric": self.metric or "", "loss_terms": dict(self.weights),
+                "model_type": self.model.config.type, "best_epoch": s.best_epoch, "epochs": s.epoch,
+                "stop_reason": s.stop_reason, "best_valid_loss": s.best_loss,
+                "train_time_s": round(sum(r["epoch_time_s"] for r in self.history), 2),
+                "last_run_time_s": round(run_time, 2), "bad_batches": self.bad_batches_total,
+                "init_from": str(self.init_from) if self.init_from else "",
+                "hooks": [h.name for h in self.hooks]}
+        atomic_write_text(self.exp_dir / "train_info.yaml", yaml.safe_dump(info, sort_keys=False))
 
     # ------------------------------------------------------------------------------------------------- run
     def check_resume(self) -> None:
         """Refuse to resume (AsrktError) when the exp dir has checkpoints of a different config."""
         config_path = self.exp_dir / "config.yaml"
-        if self._checkpoints():
+        if self.checkpoints.epochs():
             if not config_path.is_file():
                 raise fail("has checkpoints but no config.yaml; remove the folder (or rerun with --overwrite true)",
                            self.exp_dir)
             check_same_config(config_path, self.cfg, ignore=RESUME_IGNORED_KEYS)
 
+    def _start(self) -> None:
+        for hook in self.hooks:
+            hook.on_train_start(self)
+        seed_everything(derive_seed(self.cfg.seed, "initial-dev"))
+        stats = self.validate()
+        logger.info("initial model: dev loss %s (%s)%s", fmt(stats.total()), stats.terms_text(),
+                    f", dev {self.metric} {fmt(stats.metric)}%" if self.metric else "")
+        self.schedule.start(stats.total())
+        self._set_lr(self.schedule.lr)
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Hooks, one epoch of training, the dev pass and the schedule's decision; returns the summary row."""
+        for hook in self.hooks:
+            hook.on_epoch_start(self, epoch)
+        # The state training continues from; restored if the schedule rejects this epoch.
+        snapshot = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        t0 = time.perf_counter()
+        train = self.train_epoch(epoch)
+        valid = self.validate()
+        elapsed = time.perf_counter() - t0
+        decision = self.schedule.step(valid.total(), valid.metric if self.metric else None)
+        if not decision.accepted:
+            self.model.load_state_dict(snapshot[0])
+            self.optimizer.load_state_dict(snapshot[1])
+        self._set_lr(decision.next_lr)
+        self.bad_batches_total += train["bad_batches"]
+        row = {"epoch": epoch, "lr": train["lr"], **stats_row("train", train["stats"]), **stats_row("valid", valid),
+               "frames_per_s": train["frames_per_s"], "epoch_time_s": elapsed,
+               "decision": "accepted" if decision.accepted else "rejected", "bad_batches": train["bad_batches"]}
+        if self.metric:
+            row[f"valid_{self.metric}"] = valid.metric
+        self.history.append(row)
+        logger.info("epoch %d: train loss %s (%s), dev loss %s (%s)%s, lr %.4g, %.0f frames/s, %.1fs (train %.1fs); "
+                    "%s, rel. improvement %.4f, next lr %.4g%s", epoch, fmt(row["train_loss"]),
+                    train["stats"].terms_text(), fmt(row["valid_loss"]), valid.terms_text(),
+                    f", dev {self.metric} {fmt(valid.metric)}%" if self.metric else "", train["lr"],
+                    train["frames_per_s"], elapsed, train["train_time_s"], decision.reason, decision.rel_impr,
+                    decision.next_lr, f"; stopping: {decision.reason}" if decision.stop else "")
+        if train["bad_batches"]:
+            logger.warning("epoch %d: %d of %d batches skipped (non-finite loss or gradient)", epoch,
+                           train["bad_batches"], train["batches"])
+        if decision.best:
+            self._save_model(epoch, row["valid_loss"], row.get(f"valid_{self.metric}", float("nan")))
+        for hook in self.hooks:
+            hook.on_epoch_end(self, epoch, row)
+        return row
+
     def run(self) -> dict:
         """Train (or resume) until the schedule stops; returns a short summary of the run."""
-        cfg = self.cfg
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self.check_resume()
         self.setup()
-        save_config(cfg, self.exp_dir / "config.yaml")
+        save_config(self.cfg, self.exp_dir / "config.yaml")
         run_start = time.perf_counter()
-
         if not self._resume():
-            seed_everything(derive_seed(cfg.seed, "initial-dev"))
-            sums = self.validate()
-            initial = sums.total(self.alpha)
-            logger.info("initial model: dev loss %s (hard %s, soft %s), token error rate %s%%", _fmt(initial),
-                        _fmt(sums.hard), _fmt(sums.soft), _fmt(sums.ter))
-            self.schedule.start(initial)
-            self._set_lr(self.schedule.lr)
-
+            self._start()
         while not self.schedule.done:
-            epoch = self.schedule.epoch + 1
-            # The state training continues from; restored if the dev loss rejects this epoch.
-            snapshot = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-            t0 = time.perf_counter()
-            train = self.train_epoch(epoch)
-            valid_sums = self.validate()
-            elapsed = time.perf_counter() - t0
-            valid_loss = valid_sums.total(self.alpha)
-            decision = self.schedule.step(valid_loss)
-            if not decision.accepted:
-                self.model.load_state_dict(snapshot[0])
-                self.optimizer.load_state_dict(snapshot[1])
-            self._set_lr(decision.next_lr)
-            self.bad_batches_total += train["bad_batches"]
-            row = {"epoch": epoch, "lr": train["lr"], "train_loss": train["train_loss"],
-                   "train_hard": train["train_hard"], "train_soft": train["train_soft"], "valid_loss": valid_loss,
-                   "valid_hard": valid_sums.hard, "valid_soft": valid_sums.soft, "valid_ter": valid_sums.ter,
-                   "frames_per_s": train["frames_per_s"], "epoch_time_s": elapsed,
-                   "decision": "accepted" if decision.accepted else "rejected", "bad_batches": train["bad_batches"]}
-            self.history.append(row)
-            logger.info("epoch %d: train loss %s (hard %s, soft %s), dev loss %s (hard %s, soft %s), dev TER %s%%, "
-                        "lr %.4g, %.0f frames/s, %.1fs (train %.1fs); %s, rel. improvement %.4f, next lr %.4g%s",
-                        epoch, _fmt(row["train_loss"]), _fmt(row["train_hard"]), _fmt(row["train_soft"]),
-                        _fmt(valid_loss), _fmt(valid_sums.hard), _fmt(valid_sums.soft), _fmt(valid_sums.ter),
-                        train["lr"], train["frames_per_s"], elapsed, train["train_time_s"], row["decision"],
-                        decision.rel_impr, decision.next_lr,
-                        f"; stopping: {decision.reason}" if decision.stop else "")
-            if train["bad_batches"]:
-                logger.warning("epoch %d: %d of %d batches skipped (non-finite loss or gradient)", epoch,
-                               train["bad_batches"], train["batches"])
-            if decision.accepted:
-                self._save_model(epoch, row)
-            self._save_checkpoint(epoch)
+            self.run_epoch(self.schedule.epoch + 1)
+            self._save_checkpoint(self.schedule.epoch)
             if self.schedule.best_epoch > 0:
-                self._link_final(self.schedule.best_epoch)
-            self._write_summary()
-            self._plot()
+                self.checkpoints.link_final(self.schedule.best_epoch)
+            self.checkpoints.prune_models(self.schedule.best_epoch)
+            self._write_reports()
 
         best = self.schedule.best_epoch
         if best == 0:  # no epoch beat the initial model: the initial model is the result
-            self._save_model(0, {"valid_loss": self.schedule.best_loss, "valid_ter": float("nan")})
-        self._link_final(best)
+            self._save_model(0, self.schedule.best_loss, float("nan"))
+        self.checkpoints.link_final(best)
         if self.history:
-            self._write_summary()
-        logger.info("finished: %s; best epoch %d (dev loss %s) -> %s; %d skipped batches in all; %.1fs this run",
-                    self.schedule.stop_reason, best, _fmt(self.schedule.best_loss), self.exp_dir / "final.pt",
-                    self.bad_batches_total, time.perf_counter() - run_start)
+            self._write_reports()
+        self._write_train_info(time.perf_counter() - run_start)
+        logger.info("finished after %d epochs: %s; best epoch %d (dev loss %s) -> %s; %d skipped batches in all; "
+                    "%.1fs this run", self.schedule.epoch, self.schedule.stop_reason, best,
+                    fmt(self.schedule.best_loss), self.exp_dir / "final.pt", self.bad_batches_total,
+                    time.perf_counter() - run_start)
         return {"best_epoch": best, "best_loss": self.schedule.best_loss, "epochs": self.schedule.epoch,
                 "stop_reason": self.schedule.stop_reason, "bad_batches": self.bad_batches_total}
