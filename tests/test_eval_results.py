@@ -253,3 +253,70 @@ def test_a_run_is_shown_next_to_the_reference_and_promoted_only_on_request(tmp_p
     with pytest.raises(SystemExit):
         make_results_bin.main(["--recipe-dir", str(r), "--promote", "nosuch"])
     assert "no record to promote for nosuch" in capsys.readouterr().err
+
+
+@pytest.fixture
+def toy_decode_setup(tmp_path):
+    """A data dir of random features (6 utts, 2 speakers) with CMVN and feats_info, a char lang dir, an LSTM."""
+    import numpy as np
+
+    from asrkt.data.kaldi_dir import c_sorted
+    from asrkt.features.cmvn import compute_cmvn_stats
+    from asrkt.features.fbank import FbankConfig
+    from asrkt.features.info import make_feats_info, write_feats_info
+    from asrkt.io import MatrixWriter
+    from asrkt.models import LstmConfig, ModelConfig, build_model, save_checkpoint
+    from asrkt.targets import train_tokenizer
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    feats = {f"spk{s}-u{u}": rng.standard_normal((23 + 25 * u, 13)).astype(np.float32) for s in (0, 1)
+             for u in range(3)}
+    text = {u: " ".join(rng.choice(["ONE", "TWO", "OH"], size=2)) for u in feats}
+    with MatrixWriter(f"ark,scp:{data}/feats.ark,{data}/feats.scp") as w:
+        for utt in c_sorted(feats):
+            w.write(utt, feats[utt])
+    with MatrixWriter(f"ark,scp:{data}/cmvn.ark,{data}/cmvn.scp") as w:
+        for spk in ("spk0", "spk1"):
+            w.write(spk, compute_cmvn_stats(f for u, f in feats.items() if u.startswith(spk)))
+    write_data_dir(data, wav_scp={u: "/dev/null" for u in feats}, text=text, utt2spk={u: u[:4] for u in feats},
+                   utt2num_frames={u: str(f.shape[0]) for u, f in feats.items()})
+    write_feats_info(data, make_feats_info(FbankConfig(num_mel_bins=13), len(feats),
+                                           sum(f.shape[0] for f in feats.values())))
+    tok = train_tokenizer(text.values(), tmp_path / "lang", kind="char")
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, build_model(ModelConfig(type="lstm", lstm=LstmConfig(num_layers=1, cells=8)), 13,
+                                       tok.num_classes))
+    return {"data": data, "lang": tmp_path / "lang", "student": model}
+
+
+def test_split_decode_jobs_merged_and_scored_as_one_decode(toy_decode_setup, tmp_path, capsys):
+    """Stage 7 decodes as $decode_cmd JOB=1:N over a split data dir, then merges and scores once."""
+    from asrkt.bin import decode as decode_bin
+    from asrkt.bin import score as score_bin
+    from asrkt.data.kaldi_dir import read_table
+    from asrkt.data.subset import split_data_dir
+
+    env = toy_decode_setup
+    common = ["--model", str(env["student"]), "--lang-dir", str(env["lang"]), "--batch-frames", "100"]
+    whole = tmp_path / "whole"
+    decode_bin.main(common + ["--data-dir", str(env["data"]), "--out-dir", str(whole)])
+    split_data_dir(env["data"], 2)
+    out = tmp_path / "exp" / "decode_test"
+    for job in (1, 2):
+        decode_bin.main(common + ["--data-dir", str(env["data"] / "split2" / str(job)), "--out-dir",
+                                  str(out / "split2" / str(job)), "--no-score"])
+        assert not (out / "split2" / str(job) / "wer.txt").exists()
+    capsys.readouterr()
+    score_bin.main(["--decode-dir", str(out), "--data-dir", str(env["data"]), "--nj", "2"])
+    assert capsys.readouterr().out.startswith("%WER ")
+    assert read_table(out / "hyp.txt") == read_table(whole / "hyp.txt")
+    merged, single = (yaml.safe_load((d / "score.yaml").read_text()) for d in (out, whole))
+    for key in ("wer", "cer", "errors", "words", "utts", "model_sha1", "audio_s"):
+        assert merged[key] == single[key], key
+    assert merged["jobs"] == 2 and merged["data_dir"] == str(env["data"])
+    (out / "split2" / "2" / "score.yaml").unlink()
+    with pytest.raises(SystemExit):
+        score_bin.main(["--decode-dir", str(out), "--data-dir", str(env["data"]), "--nj", "2"])
+    assert "decoding job 2 of 2 is missing or incomplete" in capsys.readouterr().err

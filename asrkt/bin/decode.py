@@ -2,10 +2,15 @@
 
     python -m asrkt.bin.decode --model exp/x/final.pt --data-dir data/test --lang-dir data/lang_char \
         --out-dir exp/x/decode_test [--config conf/decode.yaml] [--method greedy] [--batch-frames N]
-        [--device auto|cpu|cuda]
+        [--device auto|cpu|cuda] [--no-score]
 
 Writes hyp.txt, ref.txt, per_utt.txt, wer.txt (Kaldi's %WER line), decode_config.yaml and score.yaml (WER, CER,
 counts, model sha1, decode time, real-time factor) into --out-dir.
+
+In a recipe, decoding runs as a job array over a split data dir (so that a Slurm cmd.sh sends it to the cluster):
+    $decode_cmd JOB=1:N exp/x/decode_test/log/decode.JOB.log python -m asrkt.bin.decode ... \
+        --data-dir data/test/splitN/JOB --out-dir exp/x/decode_test/splitN/JOB --no-score
+    python -m asrkt.bin.score --decode-dir exp/x/decode_test --data-dir data/test --nj N   # merge, then score
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", required=True, help="the lang dir the model was trained with")
     p.add_argument("--out-dir", required=True, help="decode folder (exp/x/decode_<set>)")
     p.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-score", action="store_true",
+                   help="write hyp.txt and score.yaml without scores: one job of a split decode, scored after the "
+                        "merge by asrkt.bin.score --decode-dir")
     add_config_arguments(p, DecodeConfig)
     return p
 
@@ -42,7 +50,7 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.num_threads)
-    return decode_data_dir(args.model, args.data_dir, args.lang_dir, args.out_dir, cfg)
+    return decode_data_dir(args.model, args.data_dir, args.lang_dir, args.out_dir, cfg, do_score=not args.no_score)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ import logging
 import time
 from pathlib import Path
 
-import yaml
-
-from asrkt.data.kaldi_dir import read_table, write_table
+from asrkt.data.kaldi_dir import read_table
 from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
 from asrkt.decode.ctc import DecodeConfig, build_decoder, decode_batches, resolve_device
 from asrkt.utils.progress import Progress
-from asrkt.score.wer import compute_wer, kaldi_line, per_utt_lines, summary_lines
-from asrkt.utils.atomic import atomic_write_text
+from asrkt.score.decode_dir import write_scored
 from asrkt.utils.config import save_config, to_dict
 from asrkt.utils.errors import AsrktError
 
@@ -39,9 +36,11 @@ def audio_seconds(data_dir, frame_counts: dict[str, int]) -> float:
     return sum(frame_counts.values()) * shift_ms / 1000.0
 
 
-def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig | None = None) -> dict:
+def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig | None = None,
+                    do_score: bool = True) -> dict:
     """Decode ``data_dir`` with ``model_path`` into ``out_dir`` (see the module docstring); returns score.yaml's
-    contents (without the scores when the data dir has no ``text``)."""
+    contents (without the scores when the data dir has no ``text``, or ``do_score`` is false: one job of a split
+    decode, scored after the merge by :func:`asrkt.score.decode_dir.merge_decode_jobs`)."""
     from asrkt.targets import Tokenizer
     from asrkt.transfer.dump import file_sha1
 
@@ -67,9 +66,7 @@ def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig |
     audio_s = audio_seconds(data_dir, dataset.frame_counts())
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "score.yaml").unlink(missing_ok=True)  # the folder is incomplete until score.yaml is back
     save_config(cfg, out_dir / "decode_config.yaml")
-    write_table(out_dir / "hyp.txt", hyps)
     score = {
         "model": str(model_path), "model_sha1": file_sha1(model_path), "data_dir": str(data_dir),
         "lang_dir": str(lang_dir), "decoder": to_dict(cfg), "utts": len(hyps),
@@ -77,23 +74,7 @@ def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig |
         "rtf": round(decode_time / audio_s, 5) if audio_s > 0 else None,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    text_path = Path(data_dir) / "text"
-    if text_path.is_file():
-        refs = read_table(text_path)
-        write_table(out_dir / "ref.txt", refs)
-        result = compute_wer(refs, hyps)
-        atomic_write_text(out_dir / "per_utt.txt", "\n".join(per_utt_lines(result)) + "\n")
-        lines = summary_lines(result, str(out_dir))
-        atomic_write_text(out_dir / "wer.txt", "\n".join(lines) + "\n")
-        score.update(result.to_dict())
-        score["kaldi_line"] = kaldi_line(result, str(out_dir))
-        if result.missing:
-            score["missing_utts"] = result.missing[:20]
-        logger.info("%s", lines[0])
-        logger.info("%s", lines[2])
-    else:
-        logger.warning("%s: no transcripts, writing hypotheses only (no scores)", text_path)
-    atomic_write_text(out_dir / "score.yaml", yaml.safe_dump(score, sort_keys=False, allow_unicode=True))
+    write_scored(out_dir, data_dir, hyps, score, do_score=do_score)
     logger.info("decoded %d utterances (%.1f s of audio) in %.1f s, real-time factor %.4f -> %s", len(hyps),
                 audio_s, decode_time, score["rtf"] or float("nan"), out_dir)
     return score
