@@ -185,7 +185,7 @@ def test_load_model_rejects_weights_that_do_not_fit(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"type": "cnn"}, "'type' must be dnn or lstm"),
+    ({"type": "cnn"}, "'type' must be one of dnn, lstm"),
     ({"lstm.projection": 12}, "'lstm.projection' must be 0 \\(none\\) or smaller than lstm.cells"),
     ({"type": "dnn", "dnn.norm": "group"}, "'dnn.norm' must be batch or layer or none"),
     ({"subsampling": 0}, "'subsampling' must be >= 1"),

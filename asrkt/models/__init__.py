@@ -20,17 +20,33 @@ from asrkt.utils.config import from_dict, to_dict
 from asrkt.utils.errors import AsrktError
 
 __all__ = ["AcousticModel", "DnnConfig", "DnnModel", "LstmConfig", "LstmModel", "ModelConfig", "build_model",
-           "describe", "load_model", "save_checkpoint", "splice_frames", "stack_frames", "subsampled_lengths"]
+           "describe", "load_model", "register_model", "save_checkpoint", "splice_frames", "stack_frames",
+           "subsampled_lengths"]
 
 CHECKPOINT_FORMAT = "asrkt-acoustic-model"
 CHECKPOINT_VERSION = 1
 
 
+_MODELS: dict[str, type[AcousticModel]] = {"dnn": DnnModel, "lstm": LstmModel}
+
+
+def register_model(name: str):
+    """Class decorator: ``model.type: <name>`` builds the decorated :class:`AcousticModel` subclass, which reads
+    its options from ``model.options`` (see ``docs/extending.md``)."""
+    def wrap(cls):
+        if not (isinstance(cls, type) and issubclass(cls, AcousticModel)):
+            raise TypeError(f"{cls!r} is not an AcousticModel subclass")
+        _MODELS[name] = cls
+        return cls
+    return wrap
+
+
 def build_model(cfg: ModelConfig, input_dim: int, num_classes: int) -> AcousticModel:
     """Build the model ``cfg.type`` names; AsrktError on an invalid config."""
+    if cfg.type not in _MODELS:
+        raise AsrktError(f"model config: 'type' must be one of {', '.join(sorted(_MODELS))}, got {cfg.type!r}")
     check_model_config(cfg)
-    cls = {"dnn": DnnModel, "lstm": LstmModel}[cfg.type]
-    return cls(cfg, input_dim, num_classes)
+    return _MODELS[cfg.type](cfg, input_dim, num_classes)
 
 
 def _unwrap(model):
@@ -97,7 +113,9 @@ def describe(model: AcousticModel) -> str:
     """One line: type, layers, sizes, subsampling, delay and parameter count."""
     model = _unwrap(model)
     cfg = model.config
-    if cfg.type == "dnn":
+    if cfg.type not in ("dnn", "lstm"):
+        body = f"{cfg.type}: {cfg.options}"
+    elif cfg.type == "dnn":
         d = cfg.dnn
         body = (f"dnn: {d.hidden_layers} x {d.hidden_units} {d.activation}, context +-{d.context}, "
                 f"norm {d.norm}, dropout {d.dropout}")

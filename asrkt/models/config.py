@@ -11,7 +11,7 @@ from asrkt.utils.errors import AsrktError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 NORMS = ("batch", "layer", "none")
-MODEL_TYPES = ("dnn", "lstm")
+MODEL_TYPES = ("dnn", "lstm")  # the built-in ones; asrkt.models.register_model adds more
 
 
 @dataclasses.dataclass
@@ -41,11 +41,13 @@ class LstmConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    type: str = "lstm"  # "dnn" | "lstm"
+    type: str = "lstm"  # "dnn" | "lstm" | a type added with asrkt.models.register_model
     # Stack this many consecutive frames into one: the output frame rate is the input rate / subsampling.
     subsampling: int = 1
     dnn: DnnConfig = dataclasses.field(default_factory=DnnConfig)
     lstm: LstmConfig = dataclasses.field(default_factory=LstmConfig)
+    # Options of a registered model type other than dnn/lstm (checked against that type's Options dataclass).
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def check_model_config(cfg: ModelConfig) -> None:
@@ -54,8 +56,9 @@ def check_model_config(cfg: ModelConfig) -> None:
         if not cond:
             raise AsrktError(f"model config: '{key}' must be {what}, got {value!r}")
 
-    need(cfg.type in MODEL_TYPES, "type", cfg.type, " or ".join(MODEL_TYPES))
     need(cfg.subsampling >= 1, "subsampling", cfg.subsampling, ">= 1")
+    if cfg.type not in MODEL_TYPES:
+        return  # a registered type checks its own options
     if cfg.type == "dnn":
         d = cfg.dnn
         need(d.context >= 0, "dnn.context", d.context, ">= 0")
