@@ -73,3 +73,40 @@ def test_bad_config_and_initial_loss():
         Newbob(NewbobConfig(min_epochs=5, max_epochs=2), 1.0)
     with pytest.raises(AsrktError, match="initial model's dev loss is nan"):
         Newbob(NewbobConfig(), 1.0).start(float("nan"))
+
+
+def test_plateau_holds_the_lr_and_does_not_stop():
+    # AN4's teacher on main at 3713aea: dev loss creeping down by < 0.1 % while the TER stays at 100 % -> newbob
+    # halved and stopped after 6 epochs. On the plateau (metric >= 95 %) the lr is held and nothing stops.
+    sched = Newbob(NewbobConfig(min_epochs=0, max_epochs=50), 1.0)
+    sched.start(10.0)
+    losses = [9.999, 9.998, 9.997, 9.996, 9.995, 9.994, 9.993, 9.0, 8.0]
+    metrics = [100.0] * 7 + [60.0, 40.0]
+    d = [sched.step(x, m) for x, m in zip(losses, metrics)]
+    assert [x.lr_used for x in d] == [1.0] * 9 and not any(x.stop for x in d)
+    assert all(x.plateau for x in d[:7]) and not d[7].plateau
+    # the same losses without a metric: newbob halves at once and stops on the tiny improvements
+    sched = Newbob(NewbobConfig(min_epochs=0, max_epochs=50), 1.0)
+    sched.start(10.0)
+    d = [sched.step(x) for x in losses[:2]]
+    assert d[0].next_lr == 0.5 and d[1].stop
+
+
+def test_plateau_is_bounded_and_max_epochs_is_a_cap():
+    sched = Newbob(NewbobConfig(min_epochs=0, max_epochs=50, plateau_max_epochs=3), 1.0)
+    sched.start(10.0)
+    d = [sched.step(9.999 - i * 1e-4, 100.0) for i in range(5)]
+    assert [x.plateau for x in d[:4]] == [True, True, True, False] and d[4].stop
+    assert NewbobConfig().max_epochs >= 50  # a safety cap, not the budget
+
+
+def test_patience_rule_keeps_the_best_epoch():
+    sched = Newbob(NewbobConfig(rule="patience", patience=2, min_epochs=0, max_epochs=50), 1.0)
+    sched.start(10.0)
+    d = [sched.step(x) for x in [9.0, 8.0, 8.5, 7.0, 7.5, 7.6]]
+    assert [x.accepted for x in d[:6]] == [True] * 6  # training continues from every epoch
+    assert [x.best for x in d[:6]] == [True, True, False, True, False, False]
+    assert [x.lr_used for x in d[:6]] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
+    assert d[5].stop and "patience" in d[5].reason and sched.best_epoch == 4 and sched.best_loss == 7.0
+    with pytest.raises(AsrktError, match="schedule.rule"):
+        Newbob(NewbobConfig(rule="cosine"), 1.0)
