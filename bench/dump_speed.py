@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asrkt.decode.batches import inference_loader, load_checkpoint  # noqa: E402
-from asrkt.decode.ctc import resolve_device  # noqa: E402
+from asrkt.utils.device import resolve_device  # noqa: E402
 from asrkt.transfer.dump import dump_posteriors  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from asrkt.bin import plot_curves as curves_bin
 from asrkt.bin import plot_posteriorgram as pg_bin
 from asrkt.data.kaldi_dir import c_sorted, read_table, write_data_dir
 from asrkt.data.subset import split_data_dir
-from asrkt.decode.ctc import DecodeConfig
+from asrkt.decode.search import DecodeConfig
 from asrkt.decode.run import decode_data_dir
 from asrkt.features.cmvn import CmvnApplier, compute_cmvn_stats
 from asrkt.features.fbank import FbankConfig

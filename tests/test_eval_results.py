@@ -9,7 +9,7 @@ import yaml
 from asrkt.bin import make_results as make_results_bin
 from asrkt.bin import record_result as record_bin
 from asrkt.data.kaldi_dir import write_data_dir
-from asrkt.decode.ctc import DecodeConfig
+from asrkt.decode.search import DecodeConfig
 from asrkt.score.results import family_of, load_records, mean_std, render_markdown, system_group
 from asrkt.utils.config import config_hash, save_config
 from asrkt.utils.errors import AsrktError

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from asrkt.decode.ctc import DecodeConfig
+from asrkt.decode.search import DecodeConfig
 from asrkt.decode.run import decode_data_dir
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.config import add_config_arguments, config_from_args, to_yaml

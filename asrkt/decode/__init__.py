@@ -1,2 +1,2 @@
-"""Decoding: CTC decoders (:mod:`asrkt.decode.ctc`), inference batches (:mod:`asrkt.decode.batches`) and the
+"""Decoding: objective-agnostic search (:mod:`asrkt.decode.search`; the decoders belong to the objectives), inference batches (:mod:`asrkt.decode.batches`) and the
 decode folder of one system on one data set (:mod:`asrkt.decode.run`)."""

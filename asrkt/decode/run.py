@@ -14,7 +14,10 @@ from pathlib import Path
 
 from asrkt.data.kaldi_dir import read_table
 from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
-from asrkt.decode.ctc import DecodeConfig, build_decoder, decode_batches, resolve_device
+from asrkt.decode.search import DecodeConfig, decode_batches
+from asrkt.targets import build_objective
+from asrkt.utils.device import resolve_device
+from asrkt.utils.hashing import file_sha1
 from asrkt.utils.progress import Progress
 from asrkt.score.decode_dir import write_scored
 from asrkt.utils.config import save_config, to_dict
@@ -41,26 +44,23 @@ def decode_data_dir(model_path, data_dir, lang_dir, out_dir, cfg: DecodeConfig |
     """Decode ``data_dir`` with ``model_path`` into ``out_dir`` (see the module docstring); returns score.yaml's
     contents (without the scores when the data dir has no ``text``, or ``do_score`` is false: one job of a split
     decode, scored after the merge by :func:`asrkt.score.decode_dir.merge_decode_jobs`)."""
-    from asrkt.targets import Tokenizer
-    from asrkt.transfer.dump import file_sha1
-
     cfg = cfg or DecodeConfig()
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
-    model, _ = load_checkpoint(model_path, "model", device=device)
-    tokenizer = Tokenizer.load(lang_dir)
-    if tokenizer.num_classes != model.num_classes:
-        raise AsrktError(f"{lang_dir}/tokens.txt has {tokenizer.num_classes} classes but the model {model_path} "
-                         f"outputs {model.num_classes}: decode with the lang dir the model was trained with")
-    decoder = build_decoder(cfg)
+    model, meta = load_checkpoint(model_path, "model", device=device)
+    objective = build_objective(str(meta.get("objective") or "ctc"), lang_dir)
+    if objective.num_classes != model.num_classes:
+        raise AsrktError(f"{lang_dir} has {objective.num_classes} classes but the model {model_path} outputs "
+                         f"{model.num_classes}: decode with the targets dir the model was trained with")
+    decoder = objective.build_decoder(cfg)
     dataset, loader = inference_loader(data_dir, cfg.batch_frames, pin_memory=device.type == "cuda")
     check_model_input(model, dataset, model_path)
     logger.info("decoding %d utterances of %s with %s (%s, %s) on %s", len(dataset), data_dir, model_path,
-                cfg.method, tokenizer, device)
+                cfg.method, objective.describe(), device)
 
     progress = Progress(len(dataset), desc="decoded")
     start = time.perf_counter()
-    hyps = {utt: tokenizer.decode(ids) for utt, ids in decode_batches(model, loader, decoder, device, progress)}
+    hyps = dict(decode_batches(model, loader, decoder, device, progress))
     decode_time = time.perf_counter() - start
     progress.close()
     audio_s = audio_seconds(data_dir, dataset.frame_counts())

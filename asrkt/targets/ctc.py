@@ -152,7 +152,8 @@ class CtcObjective(Objective):
 
     def build_decoder(self, cfg) -> GreedyCtcDecoder:
         if cfg.method not in self.decoders:
-            raise AsrktError(f"unknown CTC decoding method '{cfg.method}' (known: {', '.join(self.decoders)})")
+            raise AsrktError(f"unknown decoding method '{cfg.method}' for the ctc objective (known: "
+                             f"{', '.join(self.decoders)})")
         return GreedyCtcDecoder(self.tokenizer, blank=self.blank)
 
     def degenerate(self, logits, out_lengths) -> str | None:

@@ -1,0 +1,50 @@
+"""The model-side half of decoding, the same for every objective: batches -> log-probabilities -> the objective's
+decoder (:meth:`asrkt.targets.Objective.build_decoder`) -> text per utterance.
+
+A decoder is any object with ``decode(log_probs (B, T, C), lengths (B,)) -> list[str]``. CTC's greedy search
+lives with the CTC objective (:mod:`asrkt.targets.ctc`); a prefix beam search with an LM, or WFST decoding for
+the hybrid objective, is another decoder of its objective, with its options in :class:`DecodeConfig`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from asrkt.utils.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DecodeConfig:
+    method: str = "greedy"  # the objective's decoder: ctc has "greedy" (a prefix beam search + LM would add "beam")
+    batch_frames: int = 20000  # input frames per batch (padding included)
+    device: str = "auto"  # auto: cuda when available, else cpu
+
+
+def model_log_probs(model, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-softmax of the model's logits (B, T', C) in float32, out_lengths (B,) on the CPU)."""
+    logits, out_lengths = model(feats, lengths)
+    return F.log_softmax(logits.float(), dim=-1), out_lengths.cpu()
+
+
+def decode_batches(model, batches: Iterable, decoder, device: torch.device,
+                   progress: Progress | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(utt, text)`` for every utterance of ``batches``.
+
+    A batch has ``utts``, ``feats`` (B, T, D) and ``lengths`` (B,) (:class:`asrkt.data.dataset.Batch`, from
+    :func:`asrkt.decode.batches.inference_loader`). Forward in eval mode under ``torch.inference_mode``.
+    """
+    model.eval()
+    with torch.inference_mode():
+        for batch in batches:
+            log_probs, out_lengths = model_log_probs(model, batch.feats.to(device, non_blocking=True),
+                                                     batch.lengths.to(device))
+            hyps = decoder.decode(log_probs, out_lengths)
+            if progress is not None:
+                progress.update(len(batch.utts), int(batch.lengths.sum()))
+            yield from zip(batch.utts, hyps)
