@@ -9,9 +9,10 @@ alignments). A new one is a module with a subclass decorated by :func:`register_
 from __future__ import annotations
 
 from asrkt.targets.ctc import CtcObjective, min_ctc_frames
+from asrkt.targets.frames import FrameCeObjective
 from asrkt.targets.objective import (Objective, ObjectiveStats, TargetSource, build_objective, objective_names,
                                      register_objective)
 from asrkt.targets.tokenizer import Tokenizer, read_tokens, train_tokenizer
 
-__all__ = ["CtcObjective", "Objective", "ObjectiveStats", "TargetSource", "Tokenizer", "build_objective",
+__all__ = ["CtcObjective", "FrameCeObjective", "Objective", "ObjectiveStats", "TargetSource", "Tokenizer", "build_objective",
            "min_ctc_frames", "objective_names", "read_tokens", "register_objective", "train_tokenizer"]
