@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asrkt.losses.terms import STUDENT_HIDDEN, HardTargetTerm, LossTerm, register_term
+from asrkt.train.terms import STUDENT_HIDDEN, HardTargetTerm, LossTerm, register_term
 from asrkt.models import AcousticModel, build_model, load_model, register_model, stack_frames
 from asrkt.targets import Objective, TargetSource, register_objective
 from asrkt.train.hooks import EpochHook, register_hook

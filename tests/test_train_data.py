@@ -180,7 +180,7 @@ def test_collate_pads_and_masks(feats_dir, tmp_path):
     post = tmp_path / "post"
     write_posteriors(feats_dir, post, num_classes=7)
     soft = SoftTargets(post)
-    from asrkt.losses.terms import TeacherTargets
+    from asrkt.train.terms import TeacherTargets
     from asrkt.train.trainer import _Source
 
     ds = UtteranceDataset(feats_dir)

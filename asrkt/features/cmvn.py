@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkt.data.kaldi_dir import read_table
+from asrkt.utils.tables import read_table
 from asrkt.io import load_scp
 from asrkt.utils.errors import AsrktError, fail
 

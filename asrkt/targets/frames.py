@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from asrkt.data.kaldi_dir import read_table
+from asrkt.utils.tables import read_table
 from asrkt.targets.objective import Objective, ObjectiveStats, TargetSource, register_objective
 from asrkt.utils.errors import AsrktError, fail
 

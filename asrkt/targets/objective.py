@@ -69,7 +69,7 @@ class Objective:
     """
 
     name: ClassVar[str] = ""
-    #: The loss term (:mod:`asrkt.losses.terms`) that trains on this objective's targets.
+    #: The loss term (:mod:`asrkt.train.terms`) that trains on this objective's targets.
     hard_term: ClassVar[str] = ""
     #: Short name of the dev metric: summary.tsv column ``valid_<metric>``; lower is better, in %.
     metric: ClassVar[str] = ""

@@ -4,7 +4,7 @@ transfer method that plugs in.
 The loop knows nothing of particular losses, objectives or methods. It asks
 
 * the **objective** (:mod:`asrkt.targets`) for the output size, the targets of a data dir and the dev metric;
-* the **loss terms** (:mod:`asrkt.losses.terms`) for ``(sum, count)`` per batch; the loss of record is
+* the **loss terms** (:mod:`asrkt.train.terms`) for ``(sum, count)`` per batch; the loss of record is
   ``sum_i weight_i * sum_i / count_i`` (per batch for the update, over the whole epoch for the logs, so the
   train and dev numbers are comparable), and only the inputs the active terms declare are loaded;
 * the **initialiser** (:mod:`asrkt.train.init`) how ``init_from`` initialises the model;
@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset, make_loader
-from asrkt.losses.terms import (HARD_TARGETS, STUDENT_HIDDEN, TEACHER_FORWARD, TEACHER_POSTERIORS, ModelOutput,
+from asrkt.train.terms import (HARD_TARGETS, STUDENT_HIDDEN, TEACHER_FORWARD, TEACHER_POSTERIORS, ModelOutput,
                                 TeacherTargets, build_term)
 from asrkt.models import build_model, describe, load_model
 from asrkt.targets import build_objective
