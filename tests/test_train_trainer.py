@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from asrkt.train.reporting import summary_columns
 from asrkt.train.trainer import Trainer, TrainConfig
@@ -64,6 +65,11 @@ def test_ctc_training_writes_the_exp_folder_and_summary(setup, tmp_path):
     assert (exp / "config.yaml").is_file() and (exp / "train_curves.png").stat().st_size > 1000
     # keep_checkpoints=2: only the two newest full checkpoints stay
     assert sorted(p.name for p in (exp / "checkpoints").glob("epoch_?.pt")) == ["epoch_2.pt", "epoch_3.pt"]
+    # ... and the per-epoch model files too: the newest two and the chosen one
+    models = sorted(p.name for p in (exp / "checkpoints").glob("epoch_*.model.pt"))
+    assert len(models) <= 3 and f"epoch_{best}.model.pt" in models
+    info = yaml.safe_load((exp / "train_info.yaml").read_text())
+    assert info["loss_terms"] == {"ctc": 1.0} and info["epochs"] == 3 and info["best_epoch"] == best
     assert not (exp / ".done").exists()
 
 
@@ -190,3 +196,13 @@ def test_cli_writes_replay_and_log(setup, tmp_path, monkeypatch):
     assert e.value.code == 1
     assert "ERROR" in (exp / "log" / "train.log").read_text().splitlines()[-1]  # the reason is in the log too
     assert "--optim.lr 0.005" in (exp / "replay.sh").read_text()  # the refused run did not overwrite it
+
+
+def test_keep_checkpoints_bounds_the_model_files_too(setup, tmp_path):
+    data, lang = setup
+    exp = tmp_path / "exp"
+    result = Trainer(config(**TINY_DNN, **{"schedule.max_epochs": 4, "schedule.min_epochs": 4, "keep_checkpoints": 1}),
+                     data, data, exp, lang_dir=lang).run()
+    models = sorted(p.name for p in (exp / "checkpoints").glob("epoch_*.model.pt"))
+    assert len(list((exp / "checkpoints").glob("epoch_?.pt"))) == 1
+    assert f"epoch_{result['best_epoch']}.model.pt" in models and len(models) <= 2
