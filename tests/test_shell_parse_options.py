@@ -12,8 +12,8 @@ PARSE_OPTIONS = REPO_ROOT / "egs" / "TEMPLATE" / "utils" / "parse_options.sh"
 # A script in the style of a recipe: options declared, parse_options.sh sourced, values printed one per line.
 SCRIPT = """#!/usr/bin/env bash
 set -euo pipefail
-nj=4
-cmd="run_local.py"
+nj=4                 # number of parallel jobs
+cmd="run_local.py"   # job launcher
 overwrite=false
 empty=
 line=orig
@@ -168,9 +168,33 @@ def test_config_boolean_is_checked(script, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_prints_help_message_and_exits_0(script, flag):
-    proc = run(script, "--nj", "2", flag, "--undeclared", "x")
+    proc = run(script, "--nj", "2", "--line", "a b", flag, "--undeclared", "x")
     assert proc.returncode == 0
-    assert proc.stdout == "Usage: demo.sh [options] <data-dir>\n  --nj N   number of jobs\n"
+    assert proc.stdout.startswith("Usage: demo.sh [options] <data-dir>\n  --nj N   number of jobs\n\n")
+
+
+def test_help_lists_every_option_with_its_current_value_and_comment(script):
+    """./run.sh --help listed no options: now each declared option, its value (after the options given before
+    --help, e.g. a corpus's run.sh settings) and its comment."""
+    proc = run(script, "--nj", "2", "--line", "a b", "--help")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    options = lines[lines.index("Options (--name value; shown with their current values):") + 1:]
+    assert [ln.split()[0] for ln in options] == ["--nj", "--cmd", "--overwrite", "--empty", "--line", "--config"]
+    assert options[0].split() == ["--nj", "2", "#", "number", "of", "parallel", "jobs"]
+    assert options[1].split() == ["--cmd", "run_local.py", "#", "job", "launcher"]
+    assert options[2].split() == ["--overwrite", "false"]
+    assert options[3].split() == ["--empty", '""'] and options[4].split() == ["--line", '"a', 'b"']
+    assert "help_message" not in proc.stdout and "--help-message" not in proc.stdout
+
+
+def test_help_uses_kaldi_configuration_markers(tmp_path):
+    path = tmp_path / "marked.sh"
+    path.write_text("stage=0\n# Begin configuration section.\nnj=4  # jobs\n# End configuration section.\n"
+                    f"other=1\nhelp_message=usage\n. {PARSE_OPTIONS}\n")
+    proc = run(path, "--help")
+    assert proc.returncode == 0
+    assert [ln.split()[0] for ln in proc.stdout.splitlines()[2:]] == ["Options", "--nj", "--config"]
 
 
 def test_help_without_help_message(tmp_path):
@@ -178,7 +202,7 @@ def test_help_without_help_message(tmp_path):
     path.write_text(f"nj=1\n. {PARSE_OPTIONS}\necho reached\n")
     proc = run(path, "--help")
     assert proc.returncode == 0
-    assert "no help available" in proc.stderr
+    assert "no help message" in proc.stderr and "--nj" in proc.stdout
     assert "reached" not in proc.stdout
 
 

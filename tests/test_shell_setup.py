@@ -219,13 +219,40 @@ def test_template_run_sh_hands_over_to_kt_sh(fake_repo):
     assert setup_sh(fake_repo, "egs/mycorpus").returncode == 0
     recipe = fake_repo / "egs" / "mycorpus"
     (recipe / "kt.sh").unlink()
-    (recipe / "kt.sh").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\necho "train_cmd=$train_cmd"\n')
+    (recipe / "kt.sh").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     (recipe / "kt.sh").chmod(0o755)
     proc = bash("./run.sh --stage 3 --corpus-dir '/data/my corpus'", cwd=recipe)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["--corpus-dir", "", "--stage", "0", "--stop-stage", "100", "--nj", "4",
-                                        "--overwrite", "false", "--stage", "3", "--corpus-dir", "/data/my corpus",
-                                        "train_cmd=run_local.py"]
+    assert proc.stdout.splitlines() == ["--corpus-dir", "", "--test-sets", "dev test", "--token-kind", "char",
+                                        "--stage", "3", "--corpus-dir", "/data/my corpus"]
+
+
+RECIPES = sorted(d for d in EGS.iterdir() if (d / "run.sh").is_file())
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda d: d.name)
+def test_run_sh_is_a_thin_call_of_kt_sh(recipe):
+    """No option declared twice: run.sh declared stage, stop_stage, nj, overwrite again before handing over."""
+    import re
+
+    kt_options = set(re.findall(r"^([a-z_][a-z0-9_]*)=", (TEMPLATE / "kt.sh").read_text(), re.M))
+    text = (recipe / "run.sh").read_text()
+    assert re.findall(r"^([a-z_][a-z0-9_]*)=", text, re.M) == ["opts"], f"{recipe}/run.sh declares options"
+    assert 'exec ./kt.sh "${opts[@]}" "$@"' in text
+    given = re.findall(r"^\s+--([a-z0-9-]+)\s", text, re.M)
+    assert given and all(o.replace("-", "_") in kt_options for o in given), given
+    assert len(given) == len(set(given)), f"{recipe}/run.sh sets an option twice"
+
+
+def test_run_sh_help_lists_the_options_with_the_corpus_values():
+    proc = bash("./run.sh --help", cwd=EGS / "digits")
+    assert proc.returncode == 0, proc.stderr
+    options = {ln.split()[0]: ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("  --")}
+    assert options["--token-kind"] == "bpe" and options["--vocab-size"] == "50"  # run.sh's values
+    assert options["--stage"] == "0" and options["--nj"] == "2" and options["--valid-set"] == "dev"  # kt.sh's
+    assert options["--commit-results"] == "false"
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("  --stop-stage"))
+    assert line.split("#", 1)[1].strip() == "last stage to run"
 
 
 def test_no_symlink_under_egs_is_broken():

@@ -5,22 +5,25 @@
 #
 #   0 data prep and validation        local/data.sh -> data/{train,dev,test}
 #   1 features and CMVN               data/<set>/{feats.scp,cmvn.scp}, fbank/
-#   2 targets (tokenizer)             data/lang_<kind>
+#   2 targets (tokenizer)             data/lang_<kind><size>_<train set><tag> (refused if made from other text)
 #   3 teacher DNN (CTC)               exp/teacher
-#   4 dump teacher posteriors         exp/teacher/post_<set>/post.{JOB.ark,scp}, post_info.yaml
+#   4 teacher check, dump posteriors  exp/teacher/post_<set>/post.{JOB.ark,scp}, post_info.yaml
 #   5 student KT pre-training         exp/student_kt       (soft targets only, temperature T)
 #   6 fine-tuning and baselines       exp/student_kt_ft    (CTC from stage 5), exp/student_scratch,
 #                                     exp/student_kt_reg   (alpha mix of soft and hard targets)
-#   7 decode and score                exp/<system>/decode_<set>, results/, RESULTS.md
+#   7 decode and score                exp/<system>/decode_<set>, exp/results/<system>.yaml, exp/RESULTS.md
 #
-# Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it.
+# Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it. Training runs
+# through $train_cmd and decoding as $decode_cmd JOB=1:$nj (cmd.sh), so a Slurm cmd.sh sends both to the
+# cluster. A run's results stay under exp/; --commit-results true makes them the recipe's reference results
+# (results/*.yaml, RESULTS.md), which are committed.
 set -euo pipefail
 
 # ---------------------------------------------------------------- options (--name value)
 stage=0                # first stage to run
 stop_stage=100         # last stage to run
 overwrite=false        # true: redo stages that already have a .done marker
-nj=2                   # parallel jobs for features, posterior dumping and decoding
+nj=2                   # parallel jobs for features, posterior dumping and decoding (JOB=1:nj)
 seed=1                 # global seed; each training run derives its own from it
 corpus_dir=""          # where the corpus is, passed to local/data.sh (empty: its default)
 data_opts=""           # extra options for local/data.sh, e.g. "--size tiny"
@@ -38,11 +41,14 @@ kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, 
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
-tag=""                 # suffix of the exp folder names, to keep variants apart (e.g. _seed2)
+teacher_check_args=""  # extra options of the stage-4 teacher check, e.g. "--max-error-rate 99"
+tag=""                 # suffix of the exp and lang folder names, to keep variants apart (e.g. _seed2)
+commit_results=false   # true: make this run's records the recipe's reference results (results/, RESULTS.md)
 
-help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [--corpus-dir DIR] [options]
-Runs the asrkt knowledge-transfer recipe. Every option above is settable as --name value; see the
-comments at the top of $(readlink -f "$0")."
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [options]
+Runs the asrkt knowledge-transfer recipe (the shared stage map $(readlink -f "$0")):
+  0 data prep   1 features, CMVN   2 tokenizer   3 teacher DNN   4 teacher check, dump posteriors
+  5 KT student pre-training   6 fine-tuning and baselines   7 decode, score, results under exp/"
 
 . ./path.sh
 . ./cmd.sh
@@ -55,20 +61,43 @@ fi
 
 recipe_start=$(date +%s)
 teacher=exp/teacher${tag}
-lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")
+# The lang dir is named after the training set and the tag, and prepare_lang refuses one made from other text.
+lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${tag}
 post_sets="$train_set $valid_set"
 post_dir() { echo "$teacher/post_$1"; }
 
-# train_system EXP CONFIG [extra train options]: one training run; resumes from its checkpoints,
-# starts over with --overwrite true. Runs in the foreground so that its progress shows.
+# train_system EXP CONFIG [extra train options]: one training run through $train_cmd (this machine or a
+# cluster, as cmd.sh says); resumes from its checkpoints, starts over with --overwrite true. Its log is
+# followed on the terminal, so that the progress shows wherever the job runs.
 train_system() {
-  local exp=$1 config=$2; shift 2
+  local exp=$1 config=$2 job_log pid; shift 2
   if stage_is_done "$exp"; then return 0; fi
   if "$overwrite"; then rm -rf "$exp"; fi
+  job_log=$exp/log/train_job.log
+  mkdir -p "$exp/log"
+  rm -f "$job_log"  # the launcher appends; the trainer keeps its own $exp/log/train.log across resumes
+  log "training $exp (config $config); log: $job_log"
   # shellcheck disable=SC2086
-  python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" --valid-dir "data/$valid_set" \
-    --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args
+  $train_cmd "$job_log" python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" \
+    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args &
+  pid=$!
+  # A background job ignores Ctrl-C: pass it on (the launcher stops its jobs on SIGTERM).
+  trap 'kill -TERM "$pid" 2> /dev/null; exit 130' INT TERM
+  tail -n +1 -F --pid="$pid" "$job_log" 2> /dev/null || true
+  wait "$pid" || die "training $exp failed (log: $job_log)"
+  trap - INT TERM
   stage_mark_done "$exp"
+}
+
+# The table group of each system of stage 7 (a field of its result record; RESULTS.md groups by it).
+system_group() {
+  case $1 in
+    "$teacher") echo teacher ;;
+    "exp/student_kt_ft${tag}") echo lstm_kt_finetune ;;
+    "exp/student_scratch${tag}") echo lstm_scratch ;;
+    "exp/student_kt_reg${tag}") echo lstm_kt_regularised ;;
+    *) echo other ;;
+  esac
 }
 
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
@@ -102,8 +131,12 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   stage_begin 2 "tokenizer ($token_kind) from the training text only: data/$train_set/text -> $lang"
-  if ! stage_is_done "$lang"; then
-    python -m asrkt.bin.prepare_lang --kind "$token_kind" --vocab-size "$vocab_size" "data/$train_set/text" "$lang"
+  if stage_is_done "$lang"; then  # made from this very training text? (refused otherwise)
+    python -m asrkt.bin.prepare_lang --check --kind "$token_kind" --vocab-size "$vocab_size" \
+      "data/$train_set/text" "$lang"
+  else
+    python -m asrkt.bin.prepare_lang --kind "$token_kind" --vocab-size "$vocab_size" --overwrite "$overwrite" \
+      "data/$train_set/text" "$lang"
     stage_mark_done "$lang"
   fi
   stage_end
@@ -116,7 +149,11 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  stage_begin 4 "dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
+  stage_begin 4 "teacher check, dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
+  # A degenerate teacher (blanks only, dev TER near 100 %) stops the recipe here, not after the students.
+  # shellcheck disable=SC2086
+  python -m asrkt.bin.check_teacher --model "$teacher/final.pt" --data-dir "data/$valid_set" --lang-dir "$lang" \
+    $teacher_check_args
   for x in $post_sets; do
     dir=$(post_dir "$x")
     stage_is_done "$dir" && continue
@@ -149,7 +186,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       IFS='|' read -r exp config extra <<< "$r"
       if "$overwrite"; then rm -rf "$exp"; fi  # before its log opens: train_system would remove it under us
       mkdir -p "$exp/log"
-      log "training $exp in the background; follow it in $exp/log/train.log"
+      log "training $exp in the background; follow it in $exp/log/train_job.log"
       # shellcheck disable=SC2086
       train_system "$exp" "$config" $extra --num-threads 1 > "$exp/log/stage6.out" 2>&1 &
       pids+=($!)
@@ -174,25 +211,35 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  stage_begin 7 "decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, RESULTS.md"
+  stage_begin 7 "decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, exp/results, exp/RESULTS.md"
+  for x in $test_sets; do python -m asrkt.bin.split_data_dir "data/$x" "$nj" > /dev/null; done
   for exp in $systems; do
     for x in $test_sets; do
       dir=$exp/decode_$x
       stage_is_done "$dir" && continue
-      python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x" --lang-dir "$lang" --out-dir "$dir"
-      grep -h '%WER' "$dir/wer.txt"
+      rm -rf "$dir/split$nj"
+      $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" \
+        python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x/split$nj/JOB" --lang-dir "$lang" \
+          --out-dir "$dir/split$nj/JOB" --no-score --num-threads 1
+      python -m asrkt.bin.score --decode-dir "$dir" --data-dir "data/$x" --nj "$nj" | grep '%WER'
       stage_mark_done "$dir"
     done
     python -m asrkt.bin.record_result --recipe-dir . --system "$(basename "$exp")" --exp-dir "$exp" \
-      --train-dir "data/$train_set" --seed "$seed"
+      --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed"
   done
-  python -m asrkt.bin.make_results --recipe-dir .
+  # This run's table (exp/RESULTS.md), printed next to the recipe's committed reference results.
+  python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets"
+  if "$commit_results"; then
+    # shellcheck disable=SC2046
+    python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets" \
+      --promote $(for exp in $systems; do basename "$exp"; done)
+    log "results/ and RESULTS.md now hold this run's records: review and commit them"
+  fi
   python -m asrkt.bin.plot_curves $systems --out "exp/curves${tag}.png"
   utt=$(head -n 1 "data/$valid_set/utt2spk" | cut -d' ' -f1)
   python -m asrkt.bin.plot_posteriorgram --utt "$utt" --lang-dir "$lang" --data-dir "data/$valid_set" \
     --post-scps "$(post_dir "$valid_set")/post.scp" --models "exp/student_kt_ft${tag}/final.pt" \
     --labels "DNN teacher (dumped)" "LSTM student, KT + fine-tuning" --out "exp/posteriorgram${tag}.png"
-  cat RESULTS.md
   stage_end
 fi
 

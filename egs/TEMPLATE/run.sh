@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
-# Recipe for <corpus>: the shared knowledge-transfer pipeline (kt.sh; see ./kt.sh --help for its stages and
-# options) with this corpus's settings. Options given here win over the values below, e.g.
+# Recipe for <corpus>: the shared knowledge-transfer pipeline (kt.sh) with this corpus's settings. The stages
+# and every option are those of kt.sh: ./run.sh --help lists them with the values set below. Set here only what
+# differs from kt.sh's defaults, one option a line with its reason; options given on the command line win
+# over these, e.g.
 #   ./run.sh --stage 3 --stop-stage 4
 set -euo pipefail
 
-corpus_dir=      # where the corpus lives (read by local/data.sh)
-stage=0          # first stage to run (0 data, 1 features, 2 tokenizer, 3 teacher, 4 dump, 5 KT, 6 fine-tune, 7 decode)
-stop_stage=100   # last stage to run
-nj=4             # parallel jobs for data preparation, features and decoding
-overwrite=false  # true: redo stages even when their .done markers say they are finished
-
-. ./path.sh
-. ./cmd.sh
-
-# kt.sh parses the options (these defaults first, then the command line's, so that the latter win).
-./kt.sh --corpus-dir "$corpus_dir" --stage "$stage" --stop-stage "$stop_stage" --nj "$nj" \
-    --overwrite "$overwrite" "$@"
+opts=(
+  --corpus-dir ""                # where the corpus lives (read by local/data.sh)
+  --test-sets "dev test"         # decoded in stage 7
+  --token-kind char              # output units: char, or bpe/unigram with --vocab-size N
+)
+exec ./kt.sh "${opts[@]}" "$@"

@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
 # Default recipe: connected digits synthesised with espeak-ng (no download), train/dev/test spoken by
-# disjoint voices. The stages are the shared ones of kt.sh (./kt.sh --help); options given here win
-# over the values below, e.g. ./run.sh --stage 3 --stop-stage 4, or ./run.sh --data-opts "--size tiny"
-# for the small corpus the tests use. BPE with 50 units makes most digit words a single token.
+# disjoint voices. The stages and every option are those of the shared kt.sh: ./run.sh --help lists them with
+# the values this corpus sets below. Options given on the command line win over these, e.g.
+#   ./run.sh --stage 3 --stop-stage 4
+#   ./run.sh --data-opts "--size tiny"     # the small corpus the tests use
 set -euo pipefail
 
-stage=0          # first stage to run (0 data, 1 features, 2 tokenizer, 3 teacher, 4 dump, 5 KT, 6 fine-tune, 7 decode)
-stop_stage=100   # last stage to run
-nj=2             # parallel jobs for synthesis, features and dumping
-overwrite=false  # true: redo stages even when their .done markers say they are finished
-
-. ./path.sh
-. ./cmd.sh
-
-# kt.sh parses the options: these defaults first, then the command line's, so that the latter win.
-./kt.sh --stage "$stage" --stop-stage "$stop_stage" --nj "$nj" --overwrite "$overwrite" \
-    --data-opts "--size default --nj $nj" --test-sets "dev test" \
-    --token-kind bpe --vocab-size 50 "$@"
+opts=(
+  --data-opts "--size default"   # local/data.sh: about 1.5 h of training audio, 10 min of dev and test
+  --test-sets "dev test"         # decoded in stage 7; dev is also the valid set (kt.sh --valid-set dev)
+  --token-kind bpe               # BPE over the digit words...
+  --vocab-size 50                # ...with 50 units: most digit words are a single token
+)
+exec ./kt.sh "${opts[@]}" "$@"

@@ -13,7 +13,11 @@
 #   --config FILE    sources FILE (lines "name=value") before the command-line options are applied, so the
 #                    command line wins whatever the order; FILE may only set declared variables. --config is
 #                    reserved for this: name a YAML-config option of your script otherwise (e.g. --train-config).
-#   --help, -h       prints $help_message (stdout) and exits 0.
+#   --help, -h       prints $help_message, then every option of the sourcing script with its current value
+#                    (its default, or what earlier options such as run.sh's set) and its comment, taken from
+#                    the script's `name=value  # comment` lines (between Kaldi's "# Begin configuration
+#                    section." / "# End configuration section." markers when it has them, else all those
+#                    before the line sourcing this file), on stdout, and exits 0.
 #   Parsing stops at the first argument that is not an option (or after "--"); the rest stays in "$@".
 # It exits the sourcing script with status 1 on any error. It must be sourced without arguments, so that its
 # `shift`s act on the caller's positional parameters.
@@ -37,6 +41,32 @@ __po_varname() {
 }
 
 __po_is_bool() { [ "$1" = true ] || [ "$1" = false ]; }
+
+# --help: the options declared in the script FILE, one line each: --name value  # comment.
+__po_print_options() {
+  local __po_line __po_var __po_val __po_in=1 __po_re='^([A-Za-z_][A-Za-z0-9_]*)=([^#]*)(#[[:space:]]*(.*))?$'
+  [ -r "$1" ] || return 0
+  grep -q '^# Begin configuration section' "$1" && __po_in=0
+  echo "Options (--name value; shown with their current values):"
+  while IFS= read -r __po_line || [ -n "$__po_line" ]; do
+    case $__po_line in
+      "# Begin configuration section"*) __po_in=1; continue ;;
+      "# End configuration section"*) break ;;
+      ". "*parse_options.sh* | "source "*parse_options.sh*) break ;;
+    esac
+    [ "$__po_in" = 1 ] && [[ $__po_line =~ $__po_re ]] || continue
+    __po_var=${BASH_REMATCH[1]}
+    [ "$__po_var" != help_message ] && [ -n "${!__po_var+set}" ] || continue
+    __po_val=${!__po_var}
+    [[ -z $__po_val || $__po_val == *[[:space:]]* ]] && __po_val="\"$__po_val\""
+    if [ -n "${BASH_REMATCH[4]}" ]; then
+      printf '  --%-20s %-26s # %s\n' "${__po_var//_/-}" "$__po_val" "${BASH_REMATCH[4]}"
+    else
+      printf '  --%-20s %s\n' "${__po_var//_/-}" "$__po_val"
+    fi
+  done < "$1"
+  echo "  --config FILE              # shell lines name=value, applied before the command line's options"
+}
 
 # Before a --config file is sourced: it may only assign declared variables; remember their values.
 __po_check_config() {
@@ -68,6 +98,8 @@ __po_check_config_bools() {
   done
 }
 
+__po_script=${BASH_SOURCE[1]:-$0}  # the script that sourced this file (its options are listed by --help)
+
 # Pass 1: the --config files, left to right, before any command-line option is applied.
 __po_args=("$@")
 __po_i=0
@@ -95,10 +127,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --help | -h)
       if [ -n "${help_message:-}" ]; then
-        printf '%s\n' "$help_message"
+        printf '%s\n\n' "$help_message"
       else
-        echo "$0: no help available (the script sets no help_message)" >&2
+        echo "$0: no help message (the script sets no help_message)" >&2
       fi
+      __po_print_options "$__po_script"
       exit 0
       ;;
     --)
@@ -125,6 +158,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-unset -v __po_args __po_i __po_name __po_config __po_cvars __po_colds
-unset -f __po_die __po_varname __po_is_bool __po_check_config __po_check_config_bools
+unset -v __po_args __po_i __po_name __po_config __po_cvars __po_colds __po_script
+unset -f __po_die __po_varname __po_is_bool __po_check_config __po_check_config_bools __po_print_options
 true
