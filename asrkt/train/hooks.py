@@ -13,7 +13,7 @@ import dataclasses
 from typing import ClassVar
 
 from asrkt.utils.config import from_dict
-from asrkt.utils.errors import AsrktError
+from asrkt.utils.registry import lookup_spec
 
 
 @dataclasses.dataclass
@@ -55,11 +55,5 @@ def register_hook(cls: type[EpochHook]) -> type[EpochHook]:
 
 
 def build_hook(spec: dict) -> EpochHook:
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise AsrktError(f"hooks: each hook is a mapping with a 'name', got {spec!r}")
-    spec = dict(spec)
-    name = str(spec.pop("name"))
-    if name not in _HOOKS:
-        raise AsrktError(f"hooks: unknown epoch hook '{name}' (known: {', '.join(sorted(_HOOKS)) or 'none'})")
-    cls = _HOOKS[name]
-    return cls(from_dict(cls.Options, spec, source=f"hooks '{name}'"))
+    name, cls, options = lookup_spec(spec, _HOOKS, "hooks", "epoch hook")
+    return cls(from_dict(cls.Options, options, source=f"hooks '{name}'"))

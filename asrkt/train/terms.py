@@ -26,6 +26,7 @@ import torch
 
 from asrkt.utils.config import from_dict
 from asrkt.utils.errors import AsrktError
+from asrkt.utils.registry import lookup_spec
 
 HARD_TARGETS = "hard_targets"
 TEACHER_POSTERIORS = "teacher_posteriors"
@@ -102,13 +103,7 @@ def term_names() -> list[str]:
 def build_term(spec: dict, defaults: dict | None = None) -> LossTerm:
     """A term from ``{name: ..., weight: ..., <options>}``; ``defaults`` fill options the spec leaves out
     (only those the term has)."""
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise AsrktError(f"loss.terms: each term is a mapping with a 'name', got {spec!r}")
-    spec = dict(spec)
-    name = str(spec.pop("name"))
-    if name not in _TERMS:
-        raise AsrktError(f"loss.terms: unknown loss term '{name}' (known: {', '.join(term_names())})")
-    cls = _TERMS[name]
+    name, cls, spec = lookup_spec(spec, _TERMS, "loss.terms", "loss term")
     weight = spec.pop("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise AsrktError(f"loss.terms: '{name}' weight must be a number, got {weight!r}")
