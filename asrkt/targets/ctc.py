@@ -105,6 +105,16 @@ class CtcObjective(Objective):
     def target_source(self, data_dir, utts, subsampling: int = 1) -> TokenTargets:
         return TokenTargets(data_dir, utts, self.tokenizer)
 
+    def check_train_data(self, data_dir) -> None:
+        # A warning, not a refusal: a student trained on a subset must share its teacher's tokenizer. Stage 2
+        # (prepare_lang) refuses to reuse a lang dir for other text.
+        from asrkt.targets.tokenizer import check_tokenizer_text
+
+        try:
+            check_tokenizer_text(self._need_targets_dir(), Path(data_dir) / "text")
+        except AsrktError as e:
+            logger.warning("%s", e)
+
     def loss(self, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
              utt_ids: list[str] | None = None) -> torch.Tensor:
         """Summed CTC loss (float32) over the batch. ``logits`` (B, T, C), ``out_lengths`` (B,);

@@ -107,6 +107,9 @@ class Objective:
         ``decode(log_probs (B, T, C), lengths (B,)) -> list[str]`` (text per utterance)."""
         raise AsrktError(f"the {self.name} objective has no decoder yet")
 
+    def check_train_data(self, data_dir) -> None:
+        """Warn about targets made for other training data (e.g. a tokenizer trained on other text)."""
+
     def degenerate(self, logits: torch.Tensor, out_lengths: torch.Tensor) -> str | None:
         """Why these outputs are degenerate (e.g. CTC blanks only), or None; used by the teacher gate."""
         return None

@@ -109,6 +109,8 @@ class Trainer:
 
         feats_info = check_same_features(self.train_dir, self.valid_dir)
         self.feats_hash = str(feats_info["config_hash"])
+        if self.targets_dir is not None:
+            self.objective.check_train_data(self.train_dir)
         soft = self._load_posteriors() if TEACHER_POSTERIORS in needs else None
         self.teacher_posteriors_sparse = soft is not None and soft[0].sparse
         num_classes = self.objective.num_classes if self.targets_dir else soft[0].info.num_classes
