@@ -5,7 +5,7 @@
         [--train-post exp/teacher/post_train --valid-post exp/teacher/post_dev] \\
         [--init-from exp/y/final.pt] [--teacher-model exp/t/final.pt] [--seed N]
 
-The loss is a weighted sum of terms (``loss.terms``, asrkt.losses.terms); the shorthand ``loss.kd_alpha``
+The loss is a weighted sum of terms (``loss.terms``, asrkt.train.terms); the shorthand ``loss.kd_alpha``
 picks the classic systems: 0 = the objective's loss on the transcripts (teacher, fine-tuning with
 --init-from, from-scratch baseline), 1 = the teacher's soft targets only (KT pre-training;
 --train-post/--valid-post), between = KT as a regulariser. Every config key is also an option (``--optim.lr 0.0005``,

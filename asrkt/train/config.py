@@ -15,7 +15,7 @@ RESUME_IGNORED_KEYS = ("num_threads", "log_interval_s", "keep_checkpoints", "dev
 @dataclasses.dataclass
 class LossConfig:
     # The loss terms and their weights, e.g. [{name: kd, weight: 0.5, temperature: 2}, {name: ctc, weight: 0.5}]
-    # (asrkt.losses.terms). Empty: the shorthand below.
+    # (asrkt.train.terms). Empty: the shorthand below.
     terms: list[dict] = dataclasses.field(default_factory=list)
     kd_alpha: float = 0.0  # shorthand: (1 - kd_alpha) x the objective's loss + kd_alpha x kd; 1 = soft targets only
     temperature: float = 1.0  # default T of kd terms (the KL is scaled by T^2)
