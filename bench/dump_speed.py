@@ -11,7 +11,7 @@ Measured, best of --repeats runs after one warm-up:
   dense   : asrkt.transfer.dump.dump_posteriors, log-probabilities (reading features, CMVN, forward,
             log-softmax, copy to host, writing the archive and scp)
   top-k   : the same with --topk K (Kaldi Posterior archive)
-Printed: input frames/s of each, the ratios dump / forward (goal >= 0.8), and archive bytes per output frame
+Printed: input frames/s of each, the ratios dump / forward (goal >= 0.8; top-k >= 0.9), and archive bytes per output frame
 dense vs top-k.
 """
 from __future__ import annotations

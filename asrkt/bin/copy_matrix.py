@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from asrkt.io import MatrixWriter, parse_wspecifier, read_matrices
-from asrkt.io.streams import quiet_broken_pipe
+from asrkt.io.kaldi import quiet_broken_pipe
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.logging import setup_logging
 

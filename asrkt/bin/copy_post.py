@@ -10,7 +10,7 @@ import logging
 
 from asrkt.bin.copy_matrix import add_text_option
 from asrkt.io import PosteriorWriter, read_posteriors
-from asrkt.io.streams import quiet_broken_pipe
+from asrkt.io.kaldi import quiet_broken_pipe
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.logging import setup_logging
 

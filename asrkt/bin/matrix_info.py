@@ -12,7 +12,7 @@ import logging
 import sys
 
 from asrkt.io import read_matrices
-from asrkt.io.streams import quiet_broken_pipe
+from asrkt.io.kaldi import quiet_broken_pipe
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.logging import setup_logging
 

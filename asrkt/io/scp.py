@@ -1,14 +1,27 @@
 """Script (.scp) files: ``key value`` lines, where the value is ``ark:offset``, a file or a ``cmd |`` pipe.
 
-Per-job shards (``post.JOB.scp``) are merged into one C-sorted script with :func:`merge_scp`; a script is cut into
-contiguous, balanced pieces with :func:`split_scp` (Kaldi's ``split_scp.pl``). Both write atomically.
+Per-job shards (``post.JOB.scp``) are merged into one C-sorted script with :func:`merge_scp`, whose archive
+paths are made absolute (so the script reads from any folder); a script is cut into contiguous, balanced pieces
+with :func:`split_scp` (Kaldi's ``split_scp.pl``). Both write atomically.
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from asrkt.data.kaldi_dir import read_table, write_table
 from asrkt.utils.errors import AsrktError, fail
+from asrkt.utils.tables import read_table, write_table
+
+_ENTRY = re.compile(r"^(?P<path>.*?)(?P<rest>(?::\d+)?(?:\[[^\]]*\])?)$")
+
+
+def absolute_entry(value: str) -> str:
+    """``a.ark:12[0:9]`` -> ``/cwd/a.ark:12[0:9]``; commands (``cmd |``) are left alone."""
+    if value.rstrip().endswith("|"):
+        return value
+    m = _ENTRY.match(value)
+    return os.path.abspath(m["path"]) + m["rest"] if m["path"] else value
 
 
 def _check_values(table: dict[str, str], path) -> dict[str, str]:
@@ -54,7 +67,8 @@ def parse_scp_lines(data: bytes, source: str) -> dict[str, str]:
 
 
 def merge_scp(inputs, output) -> int:
-    """Merge script shards into one C-sorted script (atomic); returns the number of entries.
+    """Merge script shards into one C-sorted script (atomic) with absolute archive paths (relative ones are
+    taken from the current folder, as Kaldi reads them); returns the number of entries.
 
     A key in two shards is an AsrktError naming both (a job ran twice, or the split overlapped).
     """
@@ -67,7 +81,7 @@ def merge_scp(inputs, output) -> int:
         for key, value in read_scp(shard, check_sorted=False).items():
             if key in merged:
                 raise fail(f"duplicate key: also in {origin[key]}", shard, utt=key)
-            merged[key] = value
+            merged[key] = absolute_entry(value)
             origin[key] = shard
     write_table(output, merged)
     return len(merged)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -28,28 +27,19 @@ import yaml
 
 from asrkt.data.kaldi_dir import read_table
 from asrkt.decode.batches import check_model_input, inference_loader, load_checkpoint
+from asrkt.transfer.layout import POST_INFO, POST_SCP, TOPK_KIND  # noqa: F401 (also re-exported)
 from asrkt.utils.progress import Progress
 from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.config import load_yaml
 from asrkt.utils.errors import AsrktError, fail
+from asrkt.utils.hashing import file_sha1
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("log_probs", "logits")
-POST_INFO = "post_info.yaml"
-POST_SCP = "post.scp"
-TOPK_KIND = "topk_posterior"
 # Keys every job of one dump must agree on.
 JOB_CONSISTENT_KEYS = ("kind", "num_classes", "topk", "frame_shift_ms", "subsampling", "feature_config_hash",
                        "teacher_checkpoint_sha1", "temperature")
-
-
-def file_sha1(path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass
@@ -105,8 +95,8 @@ def feature_info(data_dir) -> dict:
 def dump_posteriors(model_path, data_dir, wspecifier: str, output: str = "log_probs", topk: int = 0,
                     batch_frames: int = 20000, device: str = "auto", in_memory: bool = False) -> DumpStats:
     """One dump job: run the teacher ``model_path`` over ``data_dir`` and write ``wspecifier``."""
-    from asrkt.decode.ctc import resolve_device
-    from asrkt.io import MatrixWriter, PosteriorWriter, parse_wspecifier, topk_to_posterior
+    from asrkt.utils.device import resolve_device
+    from asrkt.io import MatrixWriter, PosteriorWriter, parse_wspecifier
 
     if output not in OUTPUTS:
         raise AsrktError(f"--output must be one of {', '.join(OUTPUTS)}, got '{output}'")
@@ -143,7 +133,7 @@ def dump_posteriors(model_path, data_dir, wspecifier: str, output: str = "log_pr
             for b, utt in enumerate(batch.utts):
                 n = out_lengths[b]
                 if topk:
-                    writer.write(utt, topk_to_posterior(indices[b, :n], values[b, :n]))
+                    writer.write_topk(utt, indices[b, :n], values[b, :n])
                 else:
                     writer.write(utt, values[b, :n])
                 stats.frames += n

@@ -36,12 +36,11 @@ import numpy as np
 import torch
 import yaml
 
+from asrkt.transfer.layout import POST_INFO, POST_SCP  # noqa: F401 (also re-exported)
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
 
-POST_INFO = "post_info.yaml"
-POST_SCP = "post.scp"
 KINDS = ("log_probs", "logits", "topk_posterior")
 
 
