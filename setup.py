@@ -26,6 +26,14 @@ setup(
         "matplotlib",
         "espeakng-loader",
         "triton",
+        # Kaldi's C++ for the hybrid (HMM) objective, through the k2-fsa wheels (asrkt/hmm/kaldi.py). Pinned as a
+        # set: kaldi-hmm-gmm 1.1.4 was built against an older OpenFst than kaldifst 1.8.x, and with kaldifst 1.8
+        # every kaldi-hmm-gmm call taking an FST fails with TypeError. Import them only through asrkt.hmm.kaldi
+        # (kaldi_hmm_gmm, kaldifst, kaldi_decoder, kaldilm in that order; other orders hang at import).
+        "kaldi-hmm-gmm==1.1.4",
+        "kaldifst==1.7.17",
+        "kaldi-decoder==0.2.11",
+        "kaldilm==1.15.5",
     ],
     extras_require={"bench": ["liger-kernel"]},
 )

@@ -19,4 +19,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # torch is pinned to the CPU build in setup.py; a bare "torch" would pull a multi-GB CUDA build.
 "$venv/bin/python" -m pip install --quiet -e .
-"$venv/bin/python" -c 'import asrkt, torch, kaldiio, lhotse, kaldi_native_io, kaldi_native_fbank, sentencepiece, jiwer, espeakng_loader; print("asrkt", asrkt.__version__, "with torch", torch.__version__, "installed in '"$venv"'")'
+# The Kaldi wheels are imported in the only order that works (kaldi_hmm_gmm, kaldifst, kaldi_decoder, kaldilm;
+# see asrkt/hmm/kaldi.py); a wrong order hangs, hence the timeout.
+timeout 300 "$venv/bin/python" -c 'import kaldi_hmm_gmm, kaldifst, kaldi_decoder, kaldilm, asrkt, torch, kaldiio, lhotse, kaldi_native_io, kaldi_native_fbank, sentencepiece, jiwer, espeakng_loader; print("asrkt", asrkt.__version__, "with torch", torch.__version__, "installed in '"$venv"'")'
