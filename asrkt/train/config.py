@@ -21,6 +21,10 @@ class LossConfig:
     temperature: float = 1.0  # default T of kd terms (the KL is scaled by T^2)
     kd_backend: str = "auto"  # default backend of kd terms: auto (triton on CUDA, else reference) | reference | triton
     frame_tolerance: int = 0  # allowed |teacher frames - feature frames / subsampling| (beyond floor/ceil)
+    # On-the-fly teacher checkpoint when --teacher-model is not given (terms on teacher_forward, e.g. pkt); a
+    # recipe config's path (exp/teacher/final.pt) is relative to where training runs. Not the top-level key
+    # teacher_model: its option --teacher-model would clash with the command-line one.
+    teacher_model: str = ""
 
 
 @dataclasses.dataclass
@@ -47,6 +51,9 @@ class InitConfig:
     # ESPnet-style "src_prefix:dst_prefix:exclude1,exclude2" mappings; empty: every parameter, same names
     param: list[str] = dataclasses.field(default_factory=list)
     strict: bool = True  # every parameter of the model (no mapping) / every mapped one must be initialised
+    # Model checkpoint to initialise from when --init-from is not given (a recipe config's path, e.g.
+    # exp/teacher/final.pt, relative to where training runs); empty: no initialisation
+    from_model: str = ""
 
 
 @dataclasses.dataclass

@@ -79,6 +79,7 @@ class Trainer:
         self.targets_dir = Path(targets_dir) if targets_dir else None
         self.train_post = Path(train_post) if train_post else None
         self.valid_post = Path(valid_post) if valid_post else None
+        init_from, teacher_model = init_from or cfg.init.from_model, teacher_model or cfg.loss.teacher_model
         self.init_from = Path(init_from) if init_from else None
         self.teacher_model_path = Path(teacher_model) if teacher_model else None
         self.checkpoints = Checkpoints(self.exp_dir, cfg.keep_checkpoints)
