@@ -30,6 +30,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from asrkt.train.trainer import Trainer, TrainConfig  # noqa: E402
+import asrkt.train.methods  # noqa: E402,F401 (registers pkt, dils, tli)
 from asrkt.utils.atomic import atomic_write_text  # noqa: E402
 from asrkt.utils.cli import main_wrapper  # noqa: E402
 from asrkt.utils.config import add_config_arguments, config_from_args, to_yaml  # noqa: E402

@@ -26,6 +26,9 @@ class DnnConfig:
     # "layer" by default: unlike batch norm it behaves the same in training and evaluation and for any
     # batch composition, which keeps dumped teacher posteriors independent of how utterances were batched.
     norm: str = "layer"
+    # The top this-many hidden blocks have no norm layer (Linear-activation): those inserted by depth-incremental
+    # learning (asrkt.transfer.dils), which an identity initialisation keeps exact only without a norm.
+    plain_top_layers: int = 0
 
 
 @dataclasses.dataclass
@@ -66,6 +69,8 @@ def check_model_config(cfg: ModelConfig) -> None:
         need(d.hidden_units >= 1, "dnn.hidden_units", d.hidden_units, ">= 1")
         need(d.activation in ACTIVATIONS, "dnn.activation", d.activation, " or ".join(ACTIVATIONS))
         need(d.norm in NORMS, "dnn.norm", d.norm, " or ".join(NORMS))
+        need(0 <= d.plain_top_layers <= d.hidden_layers, "dnn.plain_top_layers", d.plain_top_layers,
+             f"in [0, dnn.hidden_layers ({d.hidden_layers})]")
         need(0.0 <= d.dropout < 1.0, "dnn.dropout", d.dropout, "in [0, 1)")
     else:
         m = cfg.lstm

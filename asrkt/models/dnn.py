@@ -19,7 +19,7 @@ def _norm(kind: str, units: int) -> nn.Module:
 
 class DnnModel(AcousticModel):
     """Stack frames (subsampling), splice +-context (edges replicated), then Linear-norm-activation-dropout
-    blocks and the output Linear. Only valid frames go through the MLP, so padding never enters batch
+    blocks (the top ``dnn.plain_top_layers`` without norm) and the output Linear. Only valid frames go through the MLP, so padding never enters batch
     statistics either."""
 
     def __init__(self, config: ModelConfig, input_dim: int, num_classes: int):
@@ -29,8 +29,9 @@ class DnnModel(AcousticModel):
         in_dim = input_dim * self.subsampling * (2 * d.context + 1)
         self.blocks = nn.ModuleList()
         for i in range(d.hidden_layers):
+            norm = "none" if i >= d.hidden_layers - d.plain_top_layers else d.norm
             self.blocks.append(nn.Sequential(nn.Linear(in_dim if i == 0 else d.hidden_units, d.hidden_units),
-                                             _norm(d.norm, d.hidden_units), _ACTIVATIONS[d.activation]()))
+                                             _norm(norm, d.hidden_units), _ACTIVATIONS[d.activation]()))
         self.dropout = nn.Dropout(d.dropout)
         self.hidden_dim = d.hidden_units
         self.output_layer = nn.Linear(d.hidden_units, num_classes)

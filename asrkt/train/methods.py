@@ -1,0 +1,165 @@
+"""The registrations of the knowledge-transfer methods of :mod:`asrkt.transfer` on the trainer's extension points:
+the loss term ``pkt``, the epoch hook ``dils`` and the initialiser ``tli`` (each computed in its own module,
+``asrkt.transfer.{pkt,dils,tli}``). Imported by ``asrkt.bin.train``; import it before building a
+:class:`asrkt.train.trainer.Trainer` of your own that uses them.
+
+They live here, not next to the methods, because the dependency runs asrkt.train -> asrkt.transfer (the trainer
+reads dumped posteriors with asrkt.transfer.soft_targets), and the package import graph has no cycles
+(tests/test_package_imports.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from asrkt.train.hooks import EpochHook, register_hook
+from asrkt.train.init import register_initializer
+from asrkt.train.terms import STUDENT_HIDDEN, TEACHER_FORWARD, LossTerm, register_term
+from asrkt.transfer import dils, pkt, tli
+from asrkt.utils.errors import AsrktError
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------- PKT
+@dataclasses.dataclass
+class PktOptions:
+    student_layer: int = -1  # index into the student's hidden layers (input side first; -1: the last)
+    teacher_layer: int = -1  # index into the on-the-fly teacher's hidden layers
+    max_frames: int = 512  # frames per batch in the (frames x frames) kernels, drawn seeded; 0: all
+    seed: int = 0  # added to the per-batch seed (which is derived from the batch's utterance ids)
+
+
+@register_term
+class PktTerm(LossTerm):
+    """Probabilistic knowledge transfer (asrkt.transfer.pkt): sum over frames of KL(teacher || student) between
+    the cosine-similarity distributions of a student and a teacher hidden layer; count = frames used."""
+
+    name = "pkt"
+    inputs = (STUDENT_HIDDEN, TEACHER_FORWARD)
+    Options = PktOptions
+
+    def setup(self, trainer) -> None:
+        s, t = trainer.model.subsampling, trainer.teacher.subsampling
+        if s != t:
+            raise AsrktError(f"loss term 'pkt': the student (model.subsampling {s}) and the teacher "
+                             f"{trainer.teacher_model_path} (subsampling {t}) run at different frame rates; PKT "
+                             "compares the same frames through both")
+        if self.options.max_frames < 0:
+            raise AsrktError(f"loss term 'pkt': max_frames must be >= 0, got {self.options.max_frames}")
+
+    @staticmethod
+    def _layer(hidden, index, who):
+        try:
+            return hidden[index]
+        except IndexError:
+            raise AsrktError(f"loss term 'pkt': {who}_layer {index} does not exist: the {who} has {len(hidden)} "
+                             "hidden layers") from None
+
+    def __call__(self, out, batch):
+        o = self.options
+        student = self._layer(out.hidden, o.student_layer, "student")
+        teacher = self._layer(out.teacher.hidden, o.teacher_layer, "teacher")
+        s, t = pkt.paired_frames(student, out.out_lengths, teacher, out.teacher.out_lengths)
+        idx = pkt.select_frames(s.shape[0], o.max_frames, pkt.batch_seed(batch.utts, o.seed), s.device)
+        if idx is not None:
+            s, t = s[idx], t[idx]
+        if s.shape[0] < 2:
+            return None, 0
+        return pkt.pkt_loss(s, t), int(s.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------------- DILS
+@dataclasses.dataclass
+class DilsOptions:
+    every: int = 0  # insert a layer before every epoch 1 + k * every (k >= 1); 0: only at_epochs
+    at_epochs: list[int] = dataclasses.field(default_factory=list)  # insert before these epochs
+    max_layers: int = 0  # target depth (hidden layers); 0: no limit
+    until_no_gain: bool = True  # stop inserting once a depth's best dev loss is no better than the one below
+    fit_samples: int = 2000  # frames of training activations for the least-squares fit (sigmoid, tanh)
+
+
+@register_hook
+class DilsHook(EpochHook):
+    """Depth-incremental learning (asrkt.transfer.dils): before the chosen epochs, insert an identity-initialised
+    (ReLU) or least-squares-fitted (sigmoid, tanh) hidden layer on top of a DNN; DNN only."""
+
+    name = "dils"
+    Options = DilsOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        o = self.options
+        if o.every < 0 or o.max_layers < 0 or o.fit_samples < 2 or any(e < 2 for e in o.at_epochs):
+            raise AsrktError("hooks 'dils': every and max_layers must be >= 0, fit_samples >= 2 and at_epochs >= 2 "
+                             f"(a layer is inserted before an epoch, after training), got {o}")
+        if not o.every and not o.at_epochs:
+            raise AsrktError("hooks 'dils': give every (epochs) or at_epochs")
+        self.best_by_depth: dict[int, float] = {}
+        self.stopped = ""
+
+    def on_train_start(self, trainer) -> None:
+        dils.check_deepenable(trainer.model)
+
+    def _due(self, epoch: int) -> bool:
+        o = self.options
+        return epoch in o.at_epochs or (o.every > 0 and epoch > 1 and (epoch - 1) % o.every == 0)
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        if self.stopped or not self._due(epoch):
+            return
+        model = trainer.model
+        dils.check_deepenable(model)
+        depth = model.config.dnn.hidden_layers
+        o = self.options
+        if o.max_layers and depth >= o.max_layers:
+            self.stopped = f"target depth {o.max_layers} reached"
+        elif o.until_no_gain and depth - 1 in self.best_by_depth and depth in self.best_by_depth and \
+                not self.best_by_depth[depth] < self.best_by_depth[depth - 1]:
+            self.stopped = (f"{depth} layers gave no better dev loss than {depth - 1} "
+                            f"({self.best_by_depth[depth]:.4f} vs {self.best_by_depth[depth - 1]:.4f})")
+        if self.stopped:
+            logger.info("dils: no more layers: %s", self.stopped)
+            return
+        sample = None
+        if model.config.dnn.activation != "relu":
+            data = trainer.train_set
+            sample = dils.sample_last_hidden(model, (data.feats(i) for i in range(len(data))), o.fit_samples)
+        new, error = dils.insert_layer(model, sample)
+        how = "identity (exact)" if sample is None else \
+            f"least squares on {sample.shape[0]} frames, max logit difference {error:.3g}"
+        trainer.replace_model(new, f"dils: {depth} -> {depth + 1} hidden layers, {how}")
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        depth = trainer.model.config.dnn.hidden_layers
+        loss = float(row["valid_loss"])
+        if row.get("decision") == "accepted" and loss < self.best_by_depth.get(depth, float("inf")):
+            self.best_by_depth[depth] = loss
+
+    def state_dict(self) -> dict:
+        return {"best_by_depth": dict(self.best_by_depth), "stopped": self.stopped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_by_depth = {int(k): float(v) for k, v in state.get("best_by_depth", {}).items()}
+        self.stopped = state.get("stopped", "")
+
+
+# ----------------------------------------------------------------------------------------------------- TLI
+LAST_TLI_RESULT: tli.TliResult | None = None  # the last tli initialisation's matches and score
+
+
+@register_initializer("tli")
+def tli_initializer(model, source_model, cfg, source_path) -> list[str]:
+    """Transfer learning by injection (asrkt.transfer.tli) from a model of any architecture; logs the TLI score
+    and keeps the result in :data:`LAST_TLI_RESULT`."""
+    global LAST_TLI_RESULT
+    if cfg.param:
+        raise AsrktError("init.method tli matches tensors itself: init.param mappings are not used with it")
+    result = tli.inject(model, source_model)
+    LAST_TLI_RESULT = result
+    logger.info("tli from %s: %s", source_path, result.summary())
+    for m in result.matches:
+        logger.debug("tli: %s <- %s (score %.3f, %s)", m.target, m.source, m.score, m.how)
+    if not result.matches:
+        raise AsrktError(f"{source_path}: init.method tli matched no tensor of the model")
+    return [m.target for m in result.matches]

@@ -1,0 +1,128 @@
+"""DILS (asrkt.transfer.dils, hook 'dils' in asrkt.train.methods): the deeper net computes the same function right
+after insertion (within 1e-5, eval mode), a Trainer run grows the model, and a killed-and-resumed run rebuilds
+the grown model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import asrkt.train.methods  # noqa: F401 (registers dils)
+from asrkt.models import ModelConfig, build_model, load_model
+from asrkt.models.config import DnnConfig
+from asrkt.train.trainer import Trainer
+from asrkt.transfer.dils import insert_layer, sample_last_hidden
+from asrkt.utils.errors import AsrktError
+from test_train_trainer import TINY_DNN, config, read_summary, setup  # noqa: F401 (fixture)
+
+
+def dnn(activation="relu", norm="layer", layers=2, seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(type="dnn", dnn=DnnConfig(context=1, hidden_layers=layers, hidden_units=24,
+                                                activation=activation, norm=norm, dropout=0.2))
+    return build_model(cfg, input_dim=10, num_classes=7).eval()
+
+
+def inputs(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 20, 10, generator=g), torch.tensor([20, 13, 7])
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch", "none"])
+def test_relu_insertion_is_exact(norm):
+    model = dnn(norm=norm)
+    if norm == "batch":  # non-trivial running statistics
+        model.blocks[0][1].running_mean.uniform_(-1, 1)
+        model.blocks[1][1].running_var.uniform_(0.5, 2)
+    feats, lengths = inputs()
+    before, _ = model(feats, lengths)
+    deeper, error = insert_layer(model)
+    deeper.eval()
+    after, _ = deeper(feats, lengths)
+    assert error == 0.0 and len(deeper.blocks) == 3
+    assert deeper.config.dnn.hidden_layers == 3 and deeper.config.dnn.plain_top_layers == 1
+    assert isinstance(deeper.blocks[2][1], torch.nn.Identity)  # the new block has no norm
+    mask = torch.arange(20)[None] < lengths[:, None]
+    assert (before - after)[mask].abs().max().item() < 1e-5
+    # twice: still exact, and the checkpoint config rebuilds it
+    deeper2, _ = insert_layer(deeper)
+    after2, _ = deeper2.eval()(feats, lengths)
+    assert (before - after2)[mask].abs().max().item() < 1e-5
+    rebuilt = build_model(deeper2.config, 10, 7)
+    rebuilt.load_state_dict(deeper2.state_dict())
+
+
+@pytest.mark.parametrize("activation,tolerance", [("tanh", 0.1), ("sigmoid", 0.02)])
+def test_least_squares_insertion_is_close(activation, tolerance):
+    """Not exact (act^-1 is not linear): measured max logit difference on held-out frames, relative to the
+    largest logit, tanh 0.073, sigmoid 0.007 (500 fitted frames, 24 units)."""
+    model = dnn(activation=activation)
+    g = torch.Generator().manual_seed(3)
+    utts = [torch.randn(50, 10, generator=g) for _ in range(12)]
+    sample = sample_last_hidden(model, utts[:10], 1000)
+    deeper, error = insert_layer(model, sample)
+    held_out, lengths = torch.stack(utts[10:]), torch.tensor([50, 50])
+    before, _ = model(held_out, lengths)
+    after, _ = deeper.eval()(held_out, lengths)
+    scale = before.abs().max().item()
+    assert sample.shape == (500, 24) and error < tolerance * scale
+    assert (before - after).abs().max().item() < tolerance * scale
+    with pytest.raises(AsrktError, match="least squares"):
+        insert_layer(model)
+
+
+def test_lstm_is_refused():
+    model = build_model(ModelConfig(type="lstm"), 10, 7)
+    with pytest.raises(AsrktError, match="can only deepen a DNN"):
+        insert_layer(model)
+
+
+DILS_HOOK = [{"name": "dils", "every": 1, "max_layers": 3, "until_no_gain": False}]
+
+
+def test_trainer_grows_the_model_and_resume_rebuilds_it(setup, tmp_path, caplog):
+    data, lang = setup
+    cfg = config(**TINY_DNN, **{"hooks": DILS_HOOK, "schedule.max_epochs": 4, "schedule.min_epochs": 4})
+    exp = tmp_path / "exp"
+    with caplog.at_level("INFO"):
+        Trainer(cfg, data, data, exp, lang_dir=lang).run()
+    # a layer before epochs 2 and 3, then max_layers stops it
+    assert "dils: 1 -> 2 hidden layers, identity (exact)" in caplog.text
+    assert "dils: 2 -> 3 hidden layers" in caplog.text and "target depth 3 reached" in caplog.text
+    for epoch in (3, 4):
+        state = torch.load(exp / "checkpoints" / f"epoch_{epoch}.pt", weights_only=False)
+        assert state["model_config"]["dnn"]["hidden_layers"] == 3
+    model, _ = load_model(exp / "final.pt")
+    assert model.config.dnn.plain_top_layers == model.config.dnn.hidden_layers - 1
+    assert "dils" in (exp / "train_info.yaml").read_text()
+
+    class DiesInEpoch3(Trainer):
+        def train_epoch(self, epoch):
+            if epoch == 3:
+                raise KeyboardInterrupt
+            return super().train_epoch(epoch)
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        DiesInEpoch3(cfg, data, data, resumed, lang_dir=lang).run()
+    last = torch.load(resumed / "checkpoints" / "epoch_2.pt", weights_only=False)
+    assert last["model_config"]["dnn"]["hidden_layers"] == 2
+    Trainer(cfg, data, data, resumed, lang_dir=lang).run()
+    a, b = read_summary(exp), read_summary(resumed)
+    same = [c for c in a[0] if c not in ("frames_per_s", "epoch_time_s")]
+    assert [[r[c] for c in same] for r in a] == [[r[c] for c in same] for r in b]
+
+
+def test_dils_insertion_keeps_the_dev_loss_and_refuses_lstm(setup, tmp_path):
+    data, lang = setup
+    # the dev loss right after insertion equals the one before (eval mode, exact for ReLU)
+    t = Trainer(config(**TINY_DNN, **{"hooks": DILS_HOOK}), data, data, tmp_path / "a", lang_dir=lang)
+    t.setup()
+    before = t.validate().total()
+    t.hooks[0].on_epoch_start(t, 2)
+    assert t.model.config.dnn.hidden_layers == 2
+    assert t.validate().total() == pytest.approx(before, rel=1e-5)
+    with pytest.raises(AsrktError, match="can only deepen a DNN"):
+        Trainer(config(**{"hooks": DILS_HOOK}), data, data, tmp_path / "b", lang_dir=lang).run()
+    with pytest.raises(AsrktError, match="give every"):
+        Trainer(config(**TINY_DNN, **{"hooks": [{"name": "dils"}]}), data, data, tmp_path / "c",
+                lang_dir=lang).run()
