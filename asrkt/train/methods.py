@@ -1,7 +1,6 @@
 """The registrations of the knowledge-transfer methods of :mod:`asrkt.transfer` on the trainer's extension points:
 the loss term ``pkt``, the epoch hook ``dils`` and the initialiser ``tli`` (each computed in its own module,
-``asrkt.transfer.{pkt,dils,tli}``). Imported by ``asrkt.bin.train``; import it before building a
-:class:`asrkt.train.trainer.Trainer` of your own that uses them.
+``asrkt.transfer.{pkt,dils,tli}``). Imported by :mod:`asrkt.train.trainer`, so every trainer knows them.
 
 They live here, not next to the methods, because the dependency runs asrkt.train -> asrkt.transfer (the trainer
 reads dumped posteriors with asrkt.transfer.soft_targets), and the package import graph has no cycles

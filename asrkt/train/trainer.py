@@ -37,6 +37,7 @@ from asrkt.train.checkpoints import Checkpoints
 from asrkt.train.config import RESUME_IGNORED_KEYS, TrainConfig, check_train_config, loss_term_specs
 from asrkt.train.hooks import build_hook
 from asrkt.train.init import initialize
+from asrkt.train import methods  # noqa: F401  (registers the pkt term, the dils hook, the tli initialiser)
 from asrkt.train.reporting import (EpochProgress, LossStats, fmt, plot_curves, stats_row, summary_columns,
                                    write_summary)
 from asrkt.train.schedule import Newbob
