@@ -162,3 +162,22 @@ def test_feature_transforms():
     x = np.arange(10, dtype=np.float32)[:, None]  # a ramp: delta 1 in the middle, delta-delta 0
     y = add_deltas(x)
     assert y.shape == (10, 3) and y[5, 1] == pytest.approx(1.0) and y[5, 2] == pytest.approx(0.0)
+
+
+def test_cli_train_mono_writes_alignments_targets_and_counts(tmp_path):
+    from asrkt.bin.train_mono import main
+    from asrkt.hmm.priors import read_counts
+
+    lang, train, truth = make_corpus(tmp_path, n_utts=12, seed=3, name="train")
+    exp = tmp_path / "exp"
+    args = ["--num-iters", "4", "--tot-gauss", "40", "--max-iter-inc", "3", "--realign-iters", "1 2 3",
+            "--feat-kind", "raw", "--cmvn", "false", "--delta-order", "0", "--nj", "2",
+            str(train), str(lang), str(exp)]
+    main(args)
+    assert (exp / "ali_train" / "ali.2.ark").is_file() and (exp / "ali_train" / "num_jobs").read_text() == "2\n"
+    counts = read_counts(exp / "targets" / "ali_train_pdf.counts")
+    assert counts.sum() == sum(len(phone_frames(t)) for t in truth.values())
+    assert len(counts) == int((exp / "targets" / "num_pdfs").read_text())
+    mtime = (exp / "final.mdl.pkl").stat().st_mtime_ns
+    main(args)  # finished: reused
+    assert (exp / "final.mdl.pkl").stat().st_mtime_ns == mtime

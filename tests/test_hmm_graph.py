@@ -92,3 +92,12 @@ def test_graph_helpers(system, tmp_path):
     labels = [a.ilabel for st in range(out.num_states) for a in kaldifst.ArcIterator(out, st)]
     assert dis not in labels and out.num_states == L.num_states
     assert (root / "exp" / "graph" / "words.txt").is_file() and (root / "exp" / "graph" / "HCLG.fst").is_file()
+
+
+def test_cli_decode_gmm(system, capsys):
+    from asrkt.bin.decode_gmm import main
+
+    root, lang, _, dev = system
+    main(["--acoustic-scale", "0.1", str(lang), str(root / "exp"), str(dev)])
+    assert capsys.readouterr().out.startswith("%WER ")
+    assert (root / "exp" / "decode_dev" / "score.yaml").is_file()
