@@ -254,7 +254,7 @@ class AlignStats:
         if self.failed:
             s += f" ({', '.join(self.failed[:10])}{' ...' if len(self.failed) > 10 else ''})"
         if self.frames:
-            s += f"; average log-likelihood per frame {self.tot_like / self.frames:.3f} (acoustic scale applied)"
+            s += f"; log-likelihood per frame {self.tot_like / self.frames:.3f} (gmm-align-compiled's figure)"
         return s
 
 
