@@ -62,3 +62,57 @@ def test_frame_targets_errors_name_file_and_utterance(tiny_data_dir, tmp_path):
     (ali / "num_pdfs").write_text("5\n")
     with pytest.raises(AsrktError, match="trains on ctc targets, but the objective is frame_ce; use the term 'ce'"):
         Trainer(cfg(**{"loss.terms": [{"name": "ctc"}]}), data, data, tmp_path / "e", targets_dir=ali).setup()
+
+
+def test_topk_pdf_posteriors_for_kaldi_read_back_with_kaldi_native_io(tiny_data_dir, tmp_path):
+    """A frame_ce model's top-k pdf posteriors in Kaldi's Posterior format (what nnet1 reads as --targets): read
+    back with kaldi-native-io, one frame per frame of the alignment, ids and probabilities those of the model."""
+    import kaldi_native_io as kni
+    import torch
+
+    from asrkt.decode.batches import inference_loader, load_checkpoint
+    from asrkt.decode.search import model_log_probs
+    from asrkt.io import read_int_vectors
+    from asrkt.transfer.dump import dump_posteriors, finish_posteriors
+
+    k, num_pdfs = 3, 5
+    data = add_features(tiny_data_dir)
+    ali = write_alignments(data, tmp_path / "ali", num_pdfs=num_pdfs)
+    exp = tmp_path / "exp"
+    Trainer(cfg(**{"model.subsampling": 1, "schedule.max_epochs": 1, "schedule.min_epochs": 1}), data, data, exp,
+            targets_dir=ali).run()
+    post = tmp_path / "post"
+    post.mkdir()
+    dump_posteriors(exp / "final.pt", data, f"ark,scp:{post}/post.1.ark,{post}/post.1.scp", topk=k)
+    info = finish_posteriors(post, 1, data_dir=data, model_path=exp / "final.pt")
+    assert info["kind"] == "topk_posterior" and info["num_classes"] == num_pdfs and info["subsampling"] == 1
+
+    model, _ = load_checkpoint(exp / "final.pt")
+    _, loader = inference_loader(data, 20000)
+    expected = {}
+    for batch in loader:
+        with torch.inference_mode():
+            lp, out_len = model_log_probs(model, batch.feats, batch.lengths)
+        for b, utt in enumerate(batch.utts):
+            expected[utt] = torch.softmax(lp[b, :int(out_len[b])], -1).numpy()
+    alignment = {u: len(ids) for u, ids in read_int_vectors(f"scp:{ali}/pdf.scp")}
+
+    got = {}
+    reader = kni.SequentialPosteriorReader(f"scp:{post}/post.scp")
+    while not reader.done:
+        got[reader.key] = reader.value
+        reader.next()
+    reader.close()
+    assert got.keys() == alignment.keys() == expected.keys()
+    for utt, frames in got.items():
+        assert len(frames) == alignment[utt] == len(expected[utt])  # one posterior per aligned frame
+        for t, pairs in enumerate(frames):
+            ids = [i for i, _ in pairs]
+            probs = np.array([p for _, p in pairs])
+            assert len(pairs) == k and len(set(ids)) == k and all(0 <= i < num_pdfs for i in ids)
+            assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+            p = expected[utt][t]
+            top = np.argsort(-p, kind="stable")[:k]
+            assert sorted(ids) == sorted(top.tolist())  # the k most probable pdfs...
+            ref = p[ids] / p[top].sum()  # ...with their probabilities renormalised over the k kept
+            assert probs == pytest.approx(ref, abs=1e-4)

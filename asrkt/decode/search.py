@@ -21,9 +21,14 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DecodeConfig:
-    method: str = "greedy"  # the objective's decoder: ctc has "greedy" (a prefix beam search + LM would add "beam")
+    method: str = "greedy"  # the objective's decoder: ctc has "greedy"; frame_ce has "hclg" (and takes "greedy" as it)
     batch_frames: int = 20000  # input frames per batch (padding included)
     device: str = "auto"  # auto: cuda when available, else cpu
+    # hclg (frame_ce, hybrid): WFST search of (log-posterior - log-prior) * acoustic_scale on the HCLG graph
+    acoustic_scale: float = 0.1  # the inverse LM weight (Kaldi nnet1's decode.sh acwt 0.1); tune on dev only
+    beam: float = 13.0  # search beam (Kaldi's default)
+    lattice_beam: float = 8.0  # lattice beam (nnet1's decode.sh); the best path is what is output
+    max_active: int = 7000  # most active states per frame (Kaldi's default)
 
 
 def model_log_probs(model, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,12 @@ pdfs) matrix of scaled log-likelihoods for the hybrid DNN.
   decodable. For a DNN the matrix is ``log p(s|x) - log p(s)`` (:mod:`asrkt.hmm.priors`).
 * The acoustic scale is the inverse LM weight (Kaldi scores lattices at LM weights 7..17 with acwt 1; here,
   best path only, the scale is chosen on dev by decoding at several scales: :func:`decode_data_dir` takes a list).
+
+The DNN's decoder behind the frame_ce objective (:class:`HybridDecoder`) finds what it needs from the targets dir
+alone: ``ali_train_pdf.counts`` (the priors) is there, and ``hybrid.yaml`` (:func:`write_hybrid_info`, written by
+``python -m asrkt.bin.make_graph``) names the GMM system whose transition model the graph was built with and the
+graph dir, relative to the targets dir. Without ``hybrid.yaml`` the train_mono layout is assumed: the targets dir
+is ``<gmm exp>/targets`` and the graph ``<gmm exp>/graph``.
 """
 from __future__ import annotations
 
@@ -132,3 +138,97 @@ def decode_data_dir(graph_dir, model_dir, data_dir, out_dir, opts: DecodeOptions
         scores[s] = write_scored(d, data_dir, hyps, score)
     logger.info("decoded %d utterances at %d acoustic scale(s) in %.1fs", len(feats), len(scales), time.time() - t0)
     return scores
+
+
+# ------------------------------------------------------------------------ the DNN decoder of frame_ce
+HYBRID_INFO = "hybrid.yaml"
+COUNTS_FILE = "ali_train_pdf.counts"
+
+
+def write_hybrid_info(targets_dir, model_dir, graph_dir) -> Path:
+    """``targets_dir/hybrid.yaml``: where the GMM system (transition model) and the HCLG graph dir are, as paths
+    relative to the targets dir (the three folders can move together)."""
+    import os
+
+    import yaml
+
+    from asrkt.utils.atomic import atomic_write_text
+
+    targets_dir = Path(targets_dir)
+    rel = {k: os.path.relpath(Path(v).resolve(), targets_dir.resolve())
+           for k, v in (("gmm_model", model_dir), ("graph", graph_dir))}
+    path = targets_dir / HYBRID_INFO
+    atomic_write_text(path, "# written by asrkt.hmm.decode.write_hybrid_info: paths relative to this folder\n"
+                      + yaml.safe_dump(rel, sort_keys=False))
+    return path
+
+
+def read_hybrid_info(targets_dir) -> tuple[Path, Path]:
+    """(GMM model dir, graph dir) of a frame_ce targets dir; see the module docstring."""
+    from asrkt.utils.config import load_yaml
+
+    targets_dir = Path(targets_dir)
+    path = targets_dir / HYBRID_INFO
+    if path.is_file():
+        info = load_yaml(path)
+        try:
+            model_dir, graph_dir = (targets_dir / info[k] for k in ("gmm_model", "graph"))
+        except (KeyError, TypeError):
+            raise fail("expected the keys gmm_model and graph", path) from None
+    else:
+        model_dir, graph_dir = targets_dir.parent, targets_dir.parent / "graph"
+    if not (graph_dir / "HCLG.fst").is_file():
+        raise fail(f"missing: the decoding graph (make it with python -m asrkt.bin.make_graph <lang-dir> "
+                   f"{model_dir}, which also writes {path})", graph_dir / "HCLG.fst")
+    return model_dir, graph_dir
+
+
+class HybridDecoder:
+    """A DNN's log-posteriors (B, T, pdfs) -> text, through HCLG: ``(log p(s|x) - log p(s)) * acoustic_scale``
+    (priors from the training alignment's pdf counts), best path of LatticeFasterDecoder. The decoder of the
+    frame_ce objective (``method: hclg``); ``targets_dir`` is the one the model was trained with.
+
+    The model must output one frame per feature frame (``model.subsampling: 1``, as Kaldi nnet1): the HMMs have
+    a minimum duration of 3 frames per phone, which a subsampled output could not fill."""
+
+    def __init__(self, targets_dir, opts: DecodeOptions = DecodeOptions(), num_pdfs: int | None = None):
+        from asrkt.hmm.gmm import MonoModel
+        from asrkt.hmm.lang import read_symbols
+        from asrkt.hmm.priors import log_priors, read_counts
+
+        targets_dir = Path(targets_dir)
+        model_dir, graph_dir = read_hybrid_info(targets_dir)
+        counts_path = targets_dir / COUNTS_FILE
+        if not counts_path.is_file():
+            raise fail("missing: the pdf counts of the training alignment (written by train_mono), needed for "
+                       "the priors", counts_path)
+        self.log_prior = log_priors(read_counts(counts_path)).astype(np.float32)
+        tm = MonoModel.load(model_dir).trans_model
+        n = int(tm.num_pdfs)
+        if len(self.log_prior) != n or (num_pdfs is not None and num_pdfs != n):
+            raise fail(f"the GMM system {model_dir} has {n} pdfs, the counts {len(self.log_prior)}"
+                       + (f", the model {num_pdfs}" if num_pdfs is not None else "")
+                       + ": the targets dir, the graph and the model must come from one GMM system", counts_path)
+        self.id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
+        self.decoder = HclgDecoder(graph_dir / "HCLG.fst", tm, opts)
+        self.graph_dir, self.model_dir = graph_dir, model_dir
+        self.failed = 0
+        logger.info("hybrid decoder: graph %s, transition model of %s, priors from %s, acoustic scale %g, beam %g",
+                    graph_dir, model_dir, counts_path, opts.acoustic_scale, opts.beam)
+
+    def loglikes(self, log_probs: np.ndarray) -> np.ndarray:
+        """Scaled likelihoods before the acoustic scale: ``log p(s|x) - log p(s)``, (T, pdfs)."""
+        return np.asarray(log_probs, dtype=np.float32) - self.log_prior
+
+    def decode(self, log_probs, lengths) -> list[str]:
+        lp = log_probs.detach().float().cpu().numpy() if hasattr(log_probs, "detach") else np.asarray(log_probs)
+        out = []
+        for b in range(lp.shape[0]):
+            n = int(lengths[b])
+            words, _, _ = self.decoder.decode_loglikes(self.loglikes(lp[b, :n]), utt=f"batch-item-{b}")
+            if words is None:
+                self.failed += 1
+                logger.warning("an utterance of %d frames reached no final state and got no words", n)
+                words = []
+            out.append(words_of(words, self.id2word))
+        return out

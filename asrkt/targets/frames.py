@@ -8,8 +8,14 @@ Targets dir (``--targets-dir``), in Kaldi's forms:
               ``ali-to-pdf final.mdl "ark:gunzip -c ali.*.gz|" ark,scp:pdf.ark,pdf.scp`` over the train and dev sets
 
 A model that subsamples by ``s`` is trained on every ``s``-th frame's label (frames 0, s, 2s, ...), as Kaldi's
-chain models do with frame subsampling. The dev metric is the frame error rate. Decoding needs an HCLG graph,
-which comes with the hybrid recipe (not built yet): ``build_decoder`` says so.
+chain models do with frame subsampling. The dev metric is the frame error rate.
+
+Decoding (``method: hclg``; the default ``greedy`` selects it too, frame_ce has one decoder) is the hybrid
+search of :class:`asrkt.hmm.decode.HybridDecoder`: ``(log-posterior - log-prior) * acoustic_scale`` on HCLG. It
+needs, in the targets dir, ``ali_train_pdf.counts`` (priors) and ``hybrid.yaml`` (the GMM system and graph dir,
+written by ``python -m asrkt.bin.make_graph``); train_mono + make_graph leave both. The Kaldi wheels are imported
+only when such a decoder is built, never by CTC users. Decode a model with ``model.subsampling: 1``: the HMMs
+need at least 3 frames per phone.
 """
 from __future__ import annotations
 
@@ -102,6 +108,18 @@ class FrameCeObjective(Objective):
         labels, valid = self._valid(logits, out_lengths, targets)
         best = logits[:, :labels.shape[1]].argmax(-1)
         return int((best != labels)[valid].sum()), int(valid.sum())
+
+    decoders = ("hclg", "greedy")  # "greedy", DecodeConfig's default, is taken as "hclg"
+
+    def build_decoder(self, cfg):
+        """The hybrid WFST decoder over this targets dir (see the module docstring)."""
+        if cfg.method not in self.decoders:
+            raise AsrktError(f"unknown decoding method '{cfg.method}' for the frame_ce objective (known: hclg)")
+        from asrkt.hmm.decode import DecodeOptions, HybridDecoder  # the Kaldi wheels, only here
+
+        opts = DecodeOptions(acoustic_scale=cfg.acoustic_scale, beam=cfg.beam, lattice_beam=cfg.lattice_beam,
+                             max_active=cfg.max_active)
+        return HybridDecoder(self._need_targets_dir(), opts, num_pdfs=self.num_classes)
 
     def degenerate(self, logits, out_lengths) -> str | None:
         best = logits.argmax(-1)

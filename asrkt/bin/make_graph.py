@@ -1,0 +1,55 @@
+"""Make the HCLG graph of a GMM system (Kaldi's utils/mkgraph.sh) and tell its frame_ce targets dir where it is.
+
+Usage: python -m asrkt.bin.make_graph [--overwrite true] [--targets-dir DIR] <lang-dir> <exp-dir>
+
+<lang-dir> must hold G.fst (make_ngram_lm); <exp-dir> is a train_mono output. Writes <exp-dir>/graph/ (HCLG.fst,
+words.txt, phones.txt, phones/; reused when present unless --overwrite true) and <targets-dir>/hybrid.yaml
+(default <exp-dir>/targets), which the hybrid decoder of the frame_ce objective reads to find the graph and the
+transition model (asrkt.hmm.decode.HybridDecoder).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from asrkt.utils.cli import main_wrapper
+from asrkt.utils.logging import log_environment, setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+@main_wrapper
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m asrkt.bin.make_graph", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets-dir", default=None, help="the frame_ce targets dir (default <exp-dir>/targets)")
+    parser.add_argument("--overwrite", choices=("true", "false"), default="false")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("lang_dir")
+    parser.add_argument("exp_dir")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    log_environment(logger)
+
+    from asrkt.hmm.decode import write_hybrid_info
+    from asrkt.hmm.gmm import MonoModel
+    from asrkt.hmm.graph import write_graph
+    from asrkt.utils.errors import fail
+
+    exp = Path(args.exp_dir)
+    graph = exp / "graph"
+    if not (graph / "HCLG.fst").is_file() or args.overwrite == "true":
+        write_graph(args.lang_dir, MonoModel.load(exp), graph)
+    else:
+        logger.info("%s: graph present, reused (--overwrite true to remake it)", graph)
+    targets = Path(args.targets_dir) if args.targets_dir else exp / "targets"
+    if not (targets / "num_pdfs").is_file():
+        raise fail("missing: not a frame_ce targets dir (train_mono writes <exp-dir>/targets)", targets / "num_pdfs")
+    info = write_hybrid_info(targets, exp, graph)
+    logger.info("%s: graph %s, model %s", info, graph, exp)
+    return graph
+
+
+if __name__ == "__main__":
+    main()
