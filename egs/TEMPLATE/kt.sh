@@ -13,6 +13,16 @@
 #                                     exp/student_kt_reg   (alpha mix of soft and hard targets)
 #   7 decode and score                exp/<system>/decode_<set>, exp/results/<system>.yaml, exp/RESULTS.md
 #
+# --objective hybrid (issue 13) keeps the stage map; stage 2 then makes the targets as Kaldi does for nnet1:
+#   2 lang, LM, GMM, graph            data/lang_hmm_<train set><tag> (prepare_lang_hmm from --lexicon),
+#                                     data/lang_hmm_<train set><tag>_<order>g (LM from the training text only,
+#                                     G.fst), exp/hybrid/mono<tag> (monophone GMM-HMM, alignments of the train and
+#                                     dev sets, targets/ with pdf.scp, pdf counts, hybrid.yaml), its graph/HCLG.fst
+# and stages 3-6 train the same systems with frame cross-entropy on the pdf targets (conf/hybrid/<name>.yaml
+# replaces conf/<name>.yaml where it exists; --objective frame_ce in any case) under exp/hybrid/; stage 7 decodes
+# them on HCLG with the n-gram LM (asrkt.bin.decode --method hclg), and the GMM itself (asrkt.bin.decode_gmm).
+# Their result records are named hybrid_<system>, apart from the CTC ones.
+#
 # Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it. Training runs
 # through $train_cmd and decoding as $decode_cmd JOB=1:$nj (cmd.sh), so a Slurm cmd.sh sends both to the
 # cluster. A run's results stay under exp/; --commit-results true makes them the recipe's reference results
@@ -44,6 +54,11 @@ train_args=""          # extra --key value overrides for every training run, e.g
 teacher_check_args=""  # extra options of the stage-4 teacher check, e.g. "--max-error-rate 99"
 tag=""                 # suffix of the exp and lang folder names, to keep variants apart (e.g. _seed2)
 commit_results=false   # true: make this run's records the recipe's reference results (results/, RESULTS.md)
+objective=ctc          # ctc (tokenizer, CTC) | hybrid (GMM-HMM alignments, frame CE on pdfs, HCLG decoding)
+lexicon=""             # hybrid: pronunciation lexicon (WORD PH1 PH2 ...), set by run.sh
+lm_order=3             # hybrid: order of the Kneser-Ney n-gram LM estimated from the training text
+mono_args=""           # hybrid: extra options of asrkt.bin.train_mono, e.g. "--num-iters 20"
+decode_args=""         # extra options of asrkt.bin.decode in stage 7, e.g. "--acoustic-scale 0.08" (hybrid)
 
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [options]
 Runs the asrkt knowledge-transfer recipe (the shared stage map $(readlink -f "$0")):
@@ -60,9 +75,34 @@ if [ $# -ne 0 ]; then
 fi
 
 recipe_start=$(date +%s)
-teacher=exp/teacher${tag}
-# The lang dir is named after the training set and the tag, and prepare_lang refuses one made from other text.
-lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${tag}
+case $objective in
+  ctc)
+    exp_root=exp
+    # The lang dir is named after the training set and the tag, and prepare_lang refuses one made from other text.
+    lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${tag}
+    ;;
+  hybrid)
+    exp_root=exp/hybrid
+    hmm_lang=data/lang_hmm_${train_set}${tag}   # L.fst, phones, words, topology (prepare_lang_hmm)
+    hmm_lang_test=${hmm_lang}_${lm_order}g      # the same plus lm.arpa and G.fst (make_ngram_lm)
+    gmm=$exp_root/mono${tag}                    # monophone GMM-HMM, its alignments and graph/HCLG.fst
+    lang=$gmm/targets                           # what the DNNs train on and decode with (the frame_ce targets dir)
+    [ -n "$lexicon" ] || die "--objective hybrid needs --lexicon (a pronunciation lexicon; run.sh sets it)"
+    train_args="--objective frame_ce $train_args"
+    # The gate's metric is then the frame error rate: predicting the most frequent pdf (silence) on every frame
+    # gives about 82 % on digits; a teacher must do clearly better (a later --max-error-rate wins).
+    teacher_check_args="--max-error-rate 75 $teacher_check_args"
+    decode_args="--method hclg $decode_args"
+    # conf/hybrid/<name>.yaml (the CTC config included, objective and frame rate overridden) where it exists.
+    hybrid_conf() { local h; h=$(dirname "$1")/hybrid/$(basename "$1"); if [ -f "$h" ]; then echo "$h"; else echo "$1"; fi; }
+    teacher_config=$(hybrid_conf "$teacher_config"); kt_config=$(hybrid_conf "$kt_config")
+    finetune_config=$(hybrid_conf "$finetune_config")
+    [ -z "$scratch_config" ] || scratch_config=$(hybrid_conf "$scratch_config")
+    [ -z "$kt_reg_config" ] || kt_reg_config=$(hybrid_conf "$kt_reg_config")
+    ;;
+  *) die "--objective must be ctc or hybrid, got '$objective'" ;;
+esac
+teacher=$exp_root/teacher${tag}
 post_sets="$train_set $valid_set"
 post_dir() { echo "$teacher/post_$1"; }
 
@@ -93,17 +133,20 @@ train_system() {
 system_group() {
   case $1 in
     "$teacher") echo teacher ;;
-    "exp/student_kt_ft${tag}") echo lstm_kt_finetune ;;
-    "exp/student_scratch${tag}") echo lstm_scratch ;;
-    "exp/student_kt_reg${tag}") echo lstm_kt_regularised ;;
+    "$exp_root/student_kt_ft${tag}") echo lstm_kt_finetune ;;
+    "$exp_root/student_scratch${tag}") echo lstm_scratch ;;
+    "$exp_root/student_kt_reg${tag}") echo lstm_kt_regularised ;;
     *) echo other ;;
   esac
 }
 
+# The name of a system's result record: its exp folder's name (hybrid_<name> for the hybrid objective).
+system_name() { echo "$([ "$objective" = ctc ] || echo hybrid_)$(basename "$1")"; }
+
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
-systems="$teacher exp/student_kt_ft${tag}"
-[ -n "$scratch_config" ] && systems="$systems exp/student_scratch${tag}"
-[ -n "$kt_reg_config" ] && systems="$systems exp/student_kt_reg${tag}"
+systems="$teacher $exp_root/student_kt_ft${tag}"
+[ -n "$scratch_config" ] && systems="$systems $exp_root/student_scratch${tag}"
+[ -n "$kt_reg_config" ] && systems="$systems $exp_root/student_kt_reg${tag}"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$train_set,$valid_set,test}"
@@ -129,7 +172,29 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   stage_end
 fi
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
+  stage_begin 2 "lang, LM, monophone GMM-HMM, alignments, HCLG: $lexicon, data/{$train_set,$valid_set} -> $hmm_lang, $hmm_lang_test, $gmm"
+  # Each tool reuses a finished output made from the same inputs and refuses one made from others.
+  # shellcheck disable=SC2046
+  python -m asrkt.bin.prepare_lang_hmm --overwrite "$overwrite" \
+    $(for x in $(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | sort -u); do echo "--text data/$x/text"; done) \
+    "$lexicon" "$hmm_lang"
+  python -m asrkt.bin.make_ngram_lm --overwrite "$overwrite" --order "$lm_order" --text "data/$train_set/text" \
+    "$hmm_lang" "$hmm_lang_test"
+  if ! stage_is_done "$gmm"; then
+    mkdir -p "$gmm/log"
+    log "training the monophone GMM-HMM $gmm; log: $gmm/log/train_mono.log"
+    # shellcheck disable=SC2086
+    $train_cmd "$gmm/log/train_mono.log" python -m asrkt.bin.train_mono --overwrite "$overwrite" --nj "$nj" \
+      --align-data "data/$valid_set" $mono_args "data/$train_set" "$hmm_lang" "$gmm" \
+      || { tail -n 20 "$gmm/log/train_mono.log" >&2; die "train_mono failed (log: $gmm/log/train_mono.log)"; }
+    python -m asrkt.bin.make_graph --overwrite "$overwrite" "$hmm_lang_test" "$gmm"
+    stage_mark_done "$gmm"
+  fi
+  stage_end
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = ctc ]; then
   stage_begin 2 "tokenizer ($token_kind) from the training text only: data/$train_set/text -> $lang"
   if stage_is_done "$lang"; then  # made from this very training text? (refused otherwise)
     python -m asrkt.bin.prepare_lang --check --kind "$token_kind" --vocab-size "$vocab_size" \
@@ -143,7 +208,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  stage_begin 3 "DNN teacher with CTC: data/$train_set, $lang -> $teacher"
+  stage_begin 3 "DNN teacher ($objective): data/$train_set, $lang -> $teacher"
   train_system "$teacher" "$teacher_config"
   stage_end
 fi
@@ -168,17 +233,17 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  stage_begin 5 "LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> exp/student_kt${tag}"
-  train_system "exp/student_kt${tag}" "$kt_config" \
+  stage_begin 5 "LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> $exp_root/student_kt${tag}"
+  train_system "$exp_root/student_kt${tag}" "$kt_config" \
     --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
   stage_end
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  stage_begin 6 "fine-tuning with CTC (exp/student_kt${tag} -> exp/student_kt_ft${tag}) and the baselines"
-  runs=("exp/student_kt_ft${tag}|$finetune_config|--init-from exp/student_kt${tag}/final.pt")
-  [ -n "$scratch_config" ] && runs+=("exp/student_scratch${tag}|$scratch_config|")
-  [ -n "$kt_reg_config" ] && runs+=("exp/student_kt_reg${tag}|$kt_reg_config|--train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")")
+  stage_begin 6 "fine-tuning ($objective) ($exp_root/student_kt${tag} -> $exp_root/student_kt_ft${tag}) and the baselines"
+  runs=("$exp_root/student_kt_ft${tag}|$finetune_config|--init-from $exp_root/student_kt${tag}/final.pt")
+  [ -n "$scratch_config" ] && runs+=("$exp_root/student_scratch${tag}|$scratch_config|")
+  [ -n "$kt_reg_config" ] && runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|--train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")")
   if "$parallel_baselines"; then
     # Independent runs, one thread each: on a few cores this beats running them one after the other.
     pids=()
@@ -213,18 +278,32 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   stage_begin 7 "decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, exp/results, exp/RESULTS.md"
   for x in $test_sets; do python -m asrkt.bin.split_data_dir "data/$x" "$nj" > /dev/null; done
+  if [ "$objective" = hybrid ]; then
+    # The GMM's own decodes (HCLG made in stage 2, reused), one job for every set, and its result record.
+    if ! stage_is_done "$gmm/log/decode_gmm"; then
+      # shellcheck disable=SC2046
+      $decode_cmd "$gmm/log/decode_gmm.log" python -m asrkt.bin.decode_gmm "$hmm_lang_test" "$gmm" \
+        $(for x in $test_sets; do echo "data/$x"; done) \
+        || { tail -n 20 "$gmm/log/decode_gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/decode_gmm.log)"; }
+      grep '%WER' "$gmm/log/decode_gmm.log" || true
+      mkdir -p "$gmm/log/decode_gmm" && stage_mark_done "$gmm/log/decode_gmm"
+    fi
+    python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$gmm")" --exp-dir "$gmm" \
+      --group other --train-dir "data/$train_set" --seed "$seed"
+  fi
   for exp in $systems; do
     for x in $test_sets; do
       dir=$exp/decode_$x
       stage_is_done "$dir" && continue
       rm -rf "$dir/split$nj"
+      # shellcheck disable=SC2086
       $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" \
         python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x/split$nj/JOB" --lang-dir "$lang" \
-          --out-dir "$dir/split$nj/JOB" --no-score --num-threads 1
+          --out-dir "$dir/split$nj/JOB" --no-score --num-threads 1 $decode_args
       python -m asrkt.bin.score --decode-dir "$dir" --data-dir "data/$x" --nj "$nj" | grep '%WER'
       stage_mark_done "$dir"
     done
-    python -m asrkt.bin.record_result --recipe-dir . --system "$(basename "$exp")" --exp-dir "$exp" \
+    python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp")" --exp-dir "$exp" \
       --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed"
   done
   # This run's table (exp/RESULTS.md), printed next to the recipe's committed reference results.
@@ -232,14 +311,16 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   if "$commit_results"; then
     # shellcheck disable=SC2046
     python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets" \
-      --promote $(for exp in $systems; do basename "$exp"; done)
+      --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmm"); do system_name "$exp"; done)
     log "results/ and RESULTS.md now hold this run's records: review and commit them"
   fi
-  python -m asrkt.bin.plot_curves $systems --out "exp/curves${tag}.png"
-  utt=$(head -n 1 "data/$valid_set/utt2spk" | cut -d' ' -f1)
-  python -m asrkt.bin.plot_posteriorgram --utt "$utt" --lang-dir "$lang" --data-dir "data/$valid_set" \
-    --post-scps "$(post_dir "$valid_set")/post.scp" --models "exp/student_kt_ft${tag}/final.pt" \
-    --labels "DNN teacher (dumped)" "LSTM student, KT + fine-tuning" --out "exp/posteriorgram${tag}.png"
+  python -m asrkt.bin.plot_curves $systems --out "$exp_root/curves${tag}.png"
+  if [ "$objective" = ctc ]; then  # (its classes are labelled from the tokenizer's tokens.txt)
+    utt=$(head -n 1 "data/$valid_set/utt2spk" | cut -d' ' -f1)
+    python -m asrkt.bin.plot_posteriorgram --utt "$utt" --lang-dir "$lang" --data-dir "data/$valid_set" \
+      --post-scps "$(post_dir "$valid_set")/post.scp" --models "exp/student_kt_ft${tag}/final.pt" \
+      --labels "DNN teacher (dumped)" "LSTM student, KT + fine-tuning" --out "exp/posteriorgram${tag}.png"
+  fi
   stage_end
 fi
 

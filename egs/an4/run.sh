@@ -10,5 +10,6 @@ opts=(
   --train-set train_nodev        # ESPnet's split: the training utterances but the first 100 sorted ones...
   --valid-set train_dev          # ...which are the dev set
   --test-sets "train_dev test"   # decoded in stage 7
+  --lexicon downloads/an4/etc/an4.dic  # --objective hybrid: AN4's dictionary (another --corpus-dir: move it too)
 )
 exec ./kt.sh "${opts[@]}" "$@"
