@@ -420,8 +420,9 @@ class Trainer:
                     "%s, rel. improvement %.4f, next lr %.4g%s", epoch, fmt(row["train_loss"]),
                     train["stats"].terms_text(), fmt(row["valid_loss"]), valid.terms_text(),
                     f", dev {self.metric} {fmt(valid.metric)}%" if self.metric else "", train["lr"],
-                    train["frames_per_s"], elapsed, train["train_time_s"], decision.reason, decision.rel_impr,
-                    decision.next_lr, f"; stopping: {decision.reason}" if decision.stop else "")
+                    train["frames_per_s"], elapsed, train["train_time_s"],
+                    row["decision"] if decision.stop else decision.reason, decision.rel_impr, decision.next_lr,
+                    f"; stopping: {decision.reason}" if decision.stop else "")
         if train["bad_batches"]:
             logger.warning("epoch %d: %d of %d batches skipped (non-finite loss or gradient)", epoch,
                            train["bad_batches"], train["batches"])
