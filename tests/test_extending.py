@@ -244,3 +244,21 @@ def test_unknown_names_are_clear_errors(toy_setup, tmp_path):
                         init_from=None if "init.method" not in over else tmp_path / "none.pt")
             t.setup()
     assert not os.path.exists(tmp_path / "x" / "final.pt")
+
+
+def test_init_mapping_errors_name_the_checkpoint_and_the_names(toy_setup, tmp_path):
+    from asrkt.utils.errors import AsrktError
+
+    data, targets = toy_setup
+    src = tmp_path / "src"
+    Trainer(toy_config(**{"schedule.max_epochs": 1, "schedule.min_epochs": 1, "hooks": []}), data, data, src,
+            targets_dir=targets).run()
+    for over, msg in [({"init.param": ["nope.:layers.0.:"]}, r"init.param 'nope.:layers.0.:': no parameter of the "
+                                                             r"checkpoint starts with 'nope.'"),
+                      ({"init.param": ["a:b:c:d"]}, r"expected src:dst:exclude1,exclude2"),
+                      ({"model.options": {"hidden": 20}}, r"src/final\.pt: cannot initialise .*shapes differ"),
+                      ({"init.param": ["layers.0.:layers.7.:"]}, r"cannot initialise .*not in the model: layers\.7\.")]:
+        t = Trainer(toy_config(**{"hooks": [], **over}), data, data, tmp_path / "x", targets_dir=targets,
+                    init_from=src / "final.pt")
+        with pytest.raises(AsrktError, match=msg):
+            t.setup()

@@ -36,15 +36,10 @@ def main(argv=None):
     log_environment(logger)
 
     from asrkt.hmm.decode import DecodeOptions, decode_data_dir
-    from asrkt.hmm.gmm import MonoModel
-    from asrkt.hmm.graph import write_graph
+    from asrkt.hmm.graph import ensure_graph
 
     exp = Path(args.exp_dir)
-    graph = exp / "graph"
-    if not (graph / "HCLG.fst").is_file() or args.overwrite == "true":
-        write_graph(args.lang_dir, MonoModel.load(exp), graph)
-    else:
-        logger.info("%s: graph present, reused", graph)
+    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true")
     scales = [float(s) for s in args.acoustic_scale.split()]
     opts = DecodeOptions(acoustic_scale=scales[0], beam=args.beam, max_active=args.max_active)
     out = {}

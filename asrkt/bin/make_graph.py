@@ -33,16 +33,11 @@ def main(argv=None):
     log_environment(logger)
 
     from asrkt.hmm.decode import write_hybrid_info
-    from asrkt.hmm.gmm import MonoModel
-    from asrkt.hmm.graph import write_graph
+    from asrkt.hmm.graph import ensure_graph
     from asrkt.utils.errors import fail
 
     exp = Path(args.exp_dir)
-    graph = exp / "graph"
-    if not (graph / "HCLG.fst").is_file() or args.overwrite == "true":
-        write_graph(args.lang_dir, MonoModel.load(exp), graph)
-    else:
-        logger.info("%s: graph present, reused (--overwrite true to remake it)", graph)
+    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true")
     targets = Path(args.targets_dir) if args.targets_dir else exp / "targets"
     if not (targets / "num_pdfs").is_file():
         raise fail("missing: not a frame_ce targets dir (train_mono writes <exp-dir>/targets)", targets / "num_pdfs")

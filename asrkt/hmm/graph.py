@@ -111,3 +111,17 @@ def write_graph(lang_dir, model, graph_dir, g_fst=None) -> Path:
         shutil.rmtree(graph_dir / "phones")
     shutil.copytree(Path(lang_dir) / "phones", graph_dir / "phones")
     return graph_dir / "HCLG.fst"
+
+
+def ensure_graph(lang_dir, exp_dir, overwrite: bool = False) -> Path:
+    """``exp_dir/graph`` for the GMM of ``exp_dir``: made by :func:`write_graph` unless present (or
+    ``overwrite``); returns the graph dir."""
+    from asrkt.hmm.gmm import MonoModel
+
+    exp = Path(exp_dir)
+    graph = exp / "graph"
+    if overwrite or not (graph / "HCLG.fst").is_file():
+        write_graph(lang_dir, MonoModel.load(exp), graph)
+    else:
+        logger.info("%s: graph present, reused (--overwrite true to remake it)", graph)
+    return graph
