@@ -262,3 +262,18 @@ def test_init_mapping_errors_name_the_checkpoint_and_the_names(toy_setup, tmp_pa
                     init_from=src / "final.pt")
         with pytest.raises(AsrktError, match=msg):
             t.setup()
+
+
+def test_loss_term_spec_errors(toy_setup, tmp_path):
+    from asrkt.utils.errors import AsrktError
+
+    data, targets = toy_setup
+    for over, msg in [({"loss.kd_alpha": 0.5}, "give either loss.terms or loss.kd_alpha, not both"),
+                      ({"loss.terms": [{"name": "toy_ce"}, {"name": "toy_ce"}]}, "no name twice"),
+                      ({"loss.terms": [{"name": "toy_ce", "weight": 0}]}, "weight must be > 0"),
+                      ({"loss.terms": [{"weight": 1}]}, "each loss term is a mapping with a 'name'"),
+                      ({"hooks": [{"at_epoch": 2}]}, "each epoch hook is a mapping with a 'name'")]:
+        with pytest.raises(AsrktError, match=msg):
+            Trainer(toy_config(**over), data, data, tmp_path / "x", targets_dir=targets).setup()
+    with pytest.raises(AsrktError, match="'hooks' must be a mapping, got 'toy_grow'"):  # caught by the config
+        toy_config(hooks=["toy_grow"])

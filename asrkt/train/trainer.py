@@ -104,7 +104,7 @@ class Trainer:
         if not self.terms or len(set(names)) != len(names):
             raise AsrktError(f"loss.terms: need at least one term and no name twice, got {names}")
         self.weights = {t.name: t.weight for t in self.terms}
-        needs = {i for t in self.terms for i in t.inputs}
+        self.needs = needs = {i for t in self.terms for i in t.inputs}
         self._check_inputs_given(needs)
 
         from asrkt.features.info import FEATS_INFO, check_same_features
@@ -216,8 +216,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- losses
     def forward(self, batch) -> ModelOutput:
-        needs = {i for t in self.terms for i in t.inputs}
-        if STUDENT_HIDDEN in needs:
+        if STUDENT_HIDDEN in self.needs:
             logits, out_lengths, hidden = self.model.forward_with_hidden(batch.feats, batch.lengths)
             out = ModelOutput(logits, out_lengths, hidden)
         else:
