@@ -1,5 +1,6 @@
 """The CTC objective: token targets from ``text`` through the lang dir's tokenizer, CTC loss, token error rate
-on the dev set, greedy (best-path) decoding."""
+on the dev set; decoding greedy (best path) or, ``method: tlg``, on a TLG graph with an n-gram LM
+(:mod:`asrkt.hmm.tlg`, graph dir from ``python -m asrkt.bin.make_tlg``)."""
 from __future__ import annotations
 
 import logging
@@ -81,7 +82,7 @@ class CtcObjective(Objective):
     hard_term = "ctc"
     metric = "ter"
     metric_label = "dev token error rate (%), greedy CTC"
-    decoders = ("greedy",)
+    decoders = ("greedy", "tlg")
     _MAX_WARNINGS = 5
 
     def __init__(self, targets_dir=None, blank: int = 0):
@@ -160,10 +161,18 @@ class CtcObjective(Objective):
         hyps = self.greedy_decode(logits, out_lengths)
         return sum(token_errors(h, r) for h, r in zip(hyps, targets)), sum(len(r) for r in targets)
 
-    def build_decoder(self, cfg) -> GreedyCtcDecoder:
+    def build_decoder(self, cfg):
         if cfg.method not in self.decoders:
             raise AsrktError(f"unknown decoding method '{cfg.method}' for the ctc objective (known: "
                              f"{', '.join(self.decoders)})")
+        if cfg.method == "tlg":
+            if not getattr(cfg, "graph", ""):
+                raise AsrktError("method tlg needs the TLG graph dir (--graph DIR, made by python -m "
+                                 "asrkt.bin.make_tlg)")
+            from asrkt.hmm.tlg import TlgDecoder  # the Kaldi wheels, only here
+
+            return TlgDecoder(cfg.graph, acoustic_scale=cfg.acoustic_scale, beam=cfg.beam,
+                              max_active=cfg.max_active, tokens=self.tokenizer.tokens)
         return GreedyCtcDecoder(self.tokenizer, blank=self.blank)
 
     def degenerate(self, logits, out_lengths) -> str | None:
