@@ -218,7 +218,9 @@ class SoftTargets:
                        "were the posteriors dumped with another lang dir?", info_path)
         if info.subsampling != subsampling:
             raise fail(f"posteriors are at subsampling {info.subsampling} but the model's output is at "
-                       f"subsampling {subsampling}: teacher and student must use the same model.subsampling",
+                       f"subsampling {subsampling}: use the same model.subsampling for teacher and student, or bring "
+                       f"the posteriors to the student's rate (asrkt.bin.combine_posteriors --to-subsampling "
+                       f"{subsampling})",
                        info_path)
         if info.feature_config_hash != feature_config_hash:
             raise fail(f"feature config hash {info.feature_config_hash} differs from {feature_config_hash} in "
