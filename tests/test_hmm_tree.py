@@ -239,3 +239,26 @@ def test_cli_train_tri_writes_what_train_mono_writes(tri, tmp_path):
     mtime = (exp / "final.mdl.pkl").stat().st_mtime_ns
     main(args)  # finished: reused
     assert (exp / "final.mdl.pkl").stat().st_mtime_ns == mtime
+
+
+def test_tri_model_builds_a_graph_and_decodes(tri):
+    """The pipeline after training (graph, decoder) takes the triphone model as it is."""
+    from asrkt.hmm.decode import decode_data_dir
+    from asrkt.hmm.gmm import MonoModel
+    from asrkt.hmm.graph import write_graph
+    from asrkt.hmm.lang import read_symbols
+    from asrkt.hmm.lm import estimate_kn, make_g_fst
+    from asrkt.utils.tables import read_table
+
+    root, lang, train, _, _, _ = tri
+    vocab = set(read_symbols(lang / "words.txt")) - {"<eps>", "#0", "<s>", "</s>"}
+    lm = estimate_kn([t.split() for t in read_table(train / "text").values()], order=2, vocab=vocab, unk="<UNK>")
+    lm.write(root / "lm.arpa")
+    make_g_fst(root / "lm.arpa", lang / "words.txt", lang / "G.fst")
+    write_graph(lang, MonoModel.load(root / "tri"), root / "tri" / "graph")
+    dev = root / "data" / "dev"
+    scores = decode_data_dir(root / "tri" / "graph", root / "tri", dev, root / "tri" / "decode_dev",
+                             acoustic_scales=[0.1, 0.3])
+    # Tolerance: at most one word error at the best scale (as the monophone test: mix-up draws from C's rand())
+    errors = [int(s["kaldi_line"].split("[")[1].split("/")[0]) for s in scores.values()]
+    assert min(errors) <= 1, [s["kaldi_line"] for s in scores.values()]
