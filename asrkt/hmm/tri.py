@@ -8,7 +8,8 @@ What :func:`train_tri` does (Kaldi's defaults in brackets):
    context-independent phones (``phones/context_indep``: silence) keep no context, so the tree cannot split
    them by context, only by pdf-class.
 2. **Questions** (``cluster-phones`` + ``compile-questions``): :func:`asrkt.hmm.tree_build.cluster_phones` on
-   the phone sets of ``phones/sets.int`` (plus ``phones/extra_questions.int`` where present).
+   the phone sets of ``phones/sets.int``, plus :func:`extra_questions` (``phones/extra_questions.int``, else
+   the silence and the non-silence phones, as Kaldi's ``prepare_lang.sh`` writes there).
 3. **Tree** (``build-tree``, roots from ``phones/roots.txt``): greedy splitting to ``num_leaves`` [2000] leaves
    while a split gains more than ``thresh`` [300], then leaf clustering at the smallest split's gain.
 4. **Init** (``gmm-init-model``): one Gaussian per leaf from the tree statistics (variance floor 0.01); a leaf
@@ -255,6 +256,16 @@ def _int_lines(path) -> list[list[int]]:
     return [[int(x) for x in line.split()] for line in open(path) if line.strip()]
 
 
+def extra_questions(phones_dir) -> list[list[int]]:
+    """``phones/extra_questions.int``; without one, the silence phones and the non-silence phones as two
+    questions, which is what Kaldi's prepare_lang.sh puts there for position-independent phones."""
+    ph = Path(phones_dir)
+    if (ph / "extra_questions.int").is_file():
+        return _int_lines(ph / "extra_questions.int")
+    return [[p for line in _int_lines(ph / f) for p in line] for f in ("silence.int", "nonsilence.int")
+            if (ph / f).is_file()]
+
+
 def build_questions_and_tree(stats, lang_dir, topo_text: str, opts: TriOptions):
     """Questions (``cluster-phones``, extra questions, pdf-class questions) and the tree; (root, info, qs)."""
     from asrkt.hmm.lang import read_symbols
@@ -266,8 +277,7 @@ def build_questions_and_tree(stats, lang_dir, topo_text: str, opts: TriOptions):
             raise fail("missing: the lang dir's phone sets (prepare_lang_hmm writes them)", ph / f)
     N, P = opts.context_width, opts.central_position
     qs = cluster_phones(stats, _int_lines(ph / "sets.int"), P)
-    if (ph / "extra_questions.int").is_file():
-        qs = sorted(set(qs) | {tuple(sorted(q)) for q in _int_lines(ph / "extra_questions.int")})
+    qs = sorted(set(qs) | {tuple(sorted(q)) for q in extra_questions(ph)})
     classes = topo_pdf_classes(topo_text)
     num_pdf_classes = {p: max(c) + 1 for p, c in classes.items()}
     questions = {k: qs for k in range(N)}
