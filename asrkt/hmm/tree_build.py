@@ -20,6 +20,7 @@ Question refinement (``--num-iters-refine``, 0 by default in Kaldi) is not imple
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -107,6 +108,15 @@ def _sums_by(values: np.ndarray, stats: TreeStats, idx: np.ndarray):
     return vals, count, onehot @ stats.s1[idx], onehot @ stats.s2[idx]
 
 
+@functools.lru_cache(maxsize=64)
+def _question_matrix(questions: tuple) -> np.ndarray:
+    """(questions, max value + 1) membership matrix, built once per question list."""
+    m = np.zeros((len(questions), max((max(q) for q in questions if q), default=0) + 1))
+    for i, q in enumerate(questions):
+        m[i, list(q)] = 1.0
+    return m
+
+
 def best_split_for_key(stats: TreeStats, idx: np.ndarray, key: int, questions, var_floor: float = 0.01):
     """``FindBestSplitForKey``: (gain, yes-set) of the best question on ``key`` for rows ``idx``; (0, None) if no
     question gains or the key is absent from some row (e.g. context of a context-independent phone)."""
@@ -116,7 +126,10 @@ def best_split_for_key(stats: TreeStats, idx: np.ndarray, key: int, questions, v
     if (values < 0).any():
         return 0.0, None
     vals, count, s1, s2 = _sums_by(values, stats, idx)
-    member = np.array([[v in q for v in vals.tolist()] for q in questions], dtype=np.float64)  # (nq, nvals)
+    qm = _question_matrix(tuple(tuple(q) for q in questions))
+    member = np.zeros((len(questions), len(vals)))  # (questions, values): value in the yes-set
+    inside = vals < qm.shape[1]
+    member[:, inside] = qm[:, vals[inside]]
     yc, ys1, ys2 = member @ count, member @ s1, member @ s2
     tc, ts1, ts2 = count.sum(), s1.sum(0), s2.sum(0)
     gains = (gauss_objf(yc, ys1, ys2, var_floor) + gauss_objf(tc - yc, ts1 - ys1, ts2 - ys2, var_floor)
