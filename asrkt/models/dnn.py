@@ -36,12 +36,17 @@ class DnnModel(AcousticModel):
         self.hidden_dim = d.hidden_units
         self.output_layer = nn.Linear(d.hidden_units, num_classes)
 
-    def _hidden_layers(self, feats, lengths, all_layers):
+    def input_frames(self, feats, lengths):
+        """The first hidden layer's input: ``(valid frames (N, spliced dim), mask (B, T'), out_lengths)`` of stacked
+        and spliced frames (what layer-wise pre-training, e.g. asrkt.transfer.rbm, trains the first layer on)."""
         x, out_lengths = stack_frames(feats, lengths, self.subsampling)
         x = splice_frames(x, out_lengths, self.context)
-        B, T = x.shape[:2]
-        mask = valid_mask(out_lengths, T)
-        h = x[mask]  # (valid frames, spliced dim)
+        mask = valid_mask(out_lengths, x.shape[1])
+        return x[mask], mask, out_lengths
+
+    def _hidden_layers(self, feats, lengths, all_layers):
+        h, mask, out_lengths = self.input_frames(feats, lengths)  # (valid frames, spliced dim)
+        B, T = mask.shape
         outs = []
         for i, block in enumerate(self.blocks):
             h = self.dropout(block(h))

@@ -54,6 +54,8 @@ class InitConfig:
     # Model checkpoint to initialise from when --init-from is not given (a recipe config's path, e.g.
     # exp/teacher/final.pt, relative to where training runs); empty: no initialisation
     from_model: str = ""
+    # Options of the method (checked against its Options dataclass), e.g. for dbn {gauss_epochs: 4, seed: 1}
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -1,6 +1,8 @@
 """The registrations of the knowledge-transfer methods of :mod:`asrkt.transfer` on the trainer's extension points:
 the loss term ``pkt``, the epoch hook ``dils`` and the initialiser ``tli`` (each computed in its own module,
-``asrkt.transfer.{pkt,dils,tli}``). Imported by :mod:`asrkt.train.trainer`, so every trainer knows them.
+``asrkt.transfer.{pkt,dils,tli}``), and the layer-wise pre-training: the initialiser ``dbn`` (RBMs,
+``asrkt.transfer.rbm``) and the hook ``layerwise`` (``asrkt.transfer.layerwise``). Imported by
+:mod:`asrkt.train.trainer`, so every trainer knows them.
 
 They live here, not next to the methods, because the dependency runs asrkt.train -> asrkt.transfer (the trainer
 reads dumped posteriors with asrkt.transfer.soft_targets), and the package import graph has no cycles
@@ -12,10 +14,11 @@ import dataclasses
 import logging
 
 from asrkt.train.hooks import EpochHook, register_hook
-from asrkt.train.init import register_initializer
+from asrkt.train.init import InitData, register_initializer
 from asrkt.train.terms import STUDENT_HIDDEN, TEACHER_FORWARD, LossTerm, register_term
-from asrkt.transfer import dils, pkt, tli
+from asrkt.transfer import dils, layerwise, pkt, rbm, tli
 from asrkt.utils.errors import AsrktError
+from asrkt.utils.seed import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +165,76 @@ def tli_initializer(model, source_model, cfg, source_path) -> list[str]:
     if not result.matches:
         raise AsrktError(f"{source_path}: init.method tli matched no tensor of the model")
     return [m.target for m in result.matches]
+
+
+# ------------------------------------------------------------------------------------------------ DBN (RBMs)
+LAST_DBN_RESULT: rbm.DbnResult | None = None  # the last dbn initialisation's RBMs and reconstruction-error curves
+
+
+@register_initializer("dbn", from_data=True, options=rbm.DbnOptions)
+def dbn_initializer(model, source_model, cfg, source_path, data: InitData, options: rbm.DbnOptions) -> list[str]:
+    """RBM/DBN pre-training (asrkt.transfer.rbm) of a sigmoid DNN's hidden layers on the training features, as
+    Kaldi's pretrain_dbn.sh; no checkpoint. Keeps the result (curves) in :data:`LAST_DBN_RESULT`."""
+    global LAST_DBN_RESULT
+    if cfg.param:
+        raise AsrktError("init.method dbn pre-trains on the training data: init.param mappings are not used with it")
+    seed = derive_seed(data.seed, "dbn", options.seed)
+    result = rbm.train_dbn(model, data.train_set, options, seed, data.device, data.batch.max_frames)
+    names = rbm.load_into_dnn(model, result)
+    LAST_DBN_RESULT = result
+    logger.info("dbn: %s; %.1fs", result.summary(), result.seconds)
+    return names
+
+
+# ----------------------------------------------------------------------------------- discriminative layer-wise
+@dataclasses.dataclass
+class LayerwiseOptions:
+    start_layers: int = 1  # hidden layers of the first net trained (model.dnn.hidden_layers is the final depth)
+    epochs_per_layer: int = 1  # training passes at each depth below the final one (Seide et al.: 1)
+    lr: float = 0.0  # lr of these passes; 0: optim.lr
+    keep_output: bool = False  # keep the trained output layer when a layer is inserted (nnet2) instead of a new one
+
+
+@register_hook
+class LayerwiseHook(EpochHook):
+    """Discriminative layer-wise pre-training (asrkt.transfer.layerwise), before the first epoch: nets of
+    start_layers, start_layers + 1, ... hidden layers are trained epochs_per_layer passes each on the run's loss,
+    each grown from the one before; the run then trains the full-depth net as usual. DNN only."""
+
+    name = "layerwise"
+    Options = LayerwiseOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        o = self.options
+        if o.epochs_per_layer < 1 or o.lr < 0:
+            raise AsrktError(f"hooks 'layerwise': epochs_per_layer must be >= 1 and lr >= 0, got {o}")
+        self.stages: list[dict] = []  # per depth: train and dev loss after its passes
+
+    def on_train_start(self, trainer) -> None:
+        o = self.options
+        target = trainer.model
+        layerwise.check_layerwise(target, o.start_layers)
+        depth_final = target.config.dnn.hidden_layers
+        lr = o.lr or trainer.cfg.optim.lr
+        current = None
+        for depth in range(o.start_layers, depth_final):
+            current = layerwise.grown(target, current, depth, o.keep_output)
+            trainer.replace_model(current, f"layerwise: {depth} of {depth_final} hidden layers")
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = lr
+            for epoch in range(1, o.epochs_per_layer + 1):
+                train = trainer.train_epoch(f"layerwise-{depth}.{epoch}")
+            current = trainer.model
+            dev = trainer.validate()
+            self.stages.append({"depth": depth, "train_loss": train["stats"].total(), "valid_loss": dev.total()})
+            logger.info("layerwise: %d hidden layers after %d pass(es) at lr %g: train loss %.4f, dev loss %.4f",
+                        depth, o.epochs_per_layer, lr, self.stages[-1]["train_loss"], dev.total())
+        final = layerwise.grown(target, current, depth_final, o.keep_output)
+        trainer.replace_model(final, f"layerwise: {depth_final} hidden layers (final depth)")
+
+    def state_dict(self) -> dict:
+        return {"stages": [dict(s) for s in self.stages]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stages = [dict(s) for s in state.get("stages", [])]

@@ -36,7 +36,7 @@ from asrkt.targets import build_objective
 from asrkt.train.checkpoints import Checkpoints
 from asrkt.train.config import RESUME_IGNORED_KEYS, TrainConfig, check_train_config, loss_term_specs
 from asrkt.train.hooks import build_hook
-from asrkt.train.init import initialize
+from asrkt.train.init import InitData, initialize
 from asrkt.train import methods  # noqa: F401  (registers the pkt term, the dils hook, the tli initialiser)
 from asrkt.train.reporting import (EpochProgress, LossStats, fmt, plot_curves, stats_row, summary_columns,
                                    write_summary)
@@ -131,7 +131,9 @@ class Trainer:
 
         seed_everything(derive_seed(cfg.seed, "model-init"))
         self.model = build_model(cfg.model, self.train_set.feat_dim, num_classes)
-        self.init_meta = initialize(self.model, self.init_from, cfg.init) if self.init_from else {}
+        resuming = bool(self.checkpoints.epochs())  # a resumed run's checkpoint holds the weights: no pre-training
+        self.init_meta = initialize(self.model, self.init_from, cfg.init, None if resuming else InitData(
+            self.train_set, self.device, cfg.seed, cfg.batch))
         self.model.to(self.device)
         logger.info("model: %s", describe(self.model))
         self._attach_sources(needs, soft, feats_info_name=FEATS_INFO)
@@ -245,8 +247,9 @@ class Trainer:
                 stats.add(name, float(value.item()), count)
 
     # ---------------------------------------------------------------------------------------------- epochs
-    def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training data at the schedule's lr; returns the epoch's train statistics."""
+    def train_epoch(self, epoch: int | str) -> dict:
+        """One pass over the training data at the optimizer's lr; returns the epoch's train statistics. ``epoch``
+        seeds the pass and names it in the logs (a hook's extra passes use a label such as ``"layerwise-1.1"``)."""
         cfg = self.cfg
         self.model.train()
         seed_everything(derive_seed(cfg.seed, "epoch", epoch))
