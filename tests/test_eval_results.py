@@ -320,3 +320,43 @@ def test_split_decode_jobs_merged_and_scored_as_one_decode(toy_decode_setup, tmp
     with pytest.raises(SystemExit):
         score_bin.main(["--decode-dir", str(out), "--data-dir", str(env["data"]), "--nj", "2"])
     assert "decoding job 2 of 2 is missing or incomplete" in capsys.readouterr().err
+
+
+def test_no_lm_decodes_make_their_own_record(recipe):
+    """decode_nolm_<set> folders are the same system scored without the LM: not sets of the LM record, but a
+    record of their own (--decode-prefix decode_nolm_), with the acoustic scale each set was decoded at."""
+    exp = recipe / "exp" / "student_kt_ft"
+    for name, wer in (("dev", 20.0), ("test", 22.5)):
+        s = score_yaml(wer, 9.0, 20, 100, 1, 2, 17, f"decode_nolm_{name}")
+        s["decoder"] = {"method": "hclg", "acoustic_scale": 0.125}
+        (exp / f"decode_nolm_{name}").mkdir()
+        (exp / f"decode_nolm_{name}" / "score.yaml").write_text(yaml.safe_dump(s))
+    common = ["--recipe-dir", str(recipe), "--exp-dir", "exp/student_kt_ft", "--seed", "1"]
+    lm = yaml.safe_load(record_bin.main(common + ["--system", "x"]).read_text())
+    assert sorted(lm["results"]) == ["dev", "test"] and lm["results"]["dev"]["wer"] == 10.0
+    assert "acoustic_scale" not in lm["results"]["dev"]  # these score.yaml name no WFST decoder
+    nolm = yaml.safe_load(record_bin.main(common + ["--system", "x_nolm", "--decode-prefix", "decode_nolm_"])
+                          .read_text())
+    assert sorted(nolm["results"]) == ["dev", "test"] and nolm["results"]["test"]["wer"] == 22.5
+    assert nolm["results"]["test"]["acoustic_scale"] == 0.125 and nolm["family"] == "x_nolm"
+
+
+def test_pick_best_scale(tmp_path, capsys):
+    from asrkt.bin.pick_scale import main as pick_scale
+
+    tune = tmp_path / "tune_dev"
+    with pytest.raises(SystemExit):
+        pick_scale([str(tune)])
+    assert "no acwt_<scale>/score.yaml" in capsys.readouterr().err
+    for scale, wer in ((0.05, 14.0), (0.083, 12.0), (0.125, 12.0), (0.2, 19.0)):
+        (tune / f"acwt_{scale:g}").mkdir(parents=True)
+        (tune / f"acwt_{scale:g}" / "score.yaml").write_text(yaml.safe_dump({"wer": wer}))
+    best = pick_scale([str(tune)])
+    assert capsys.readouterr().out == "0.083\n"  # 12.0 twice: the nearer to the grid's middle (0.1) wins
+    assert best == yaml.safe_load((tune / "best.yaml").read_text())
+    assert best["dev_wer_by_scale"] == {"0.05": 14.0, "0.083": 12.0, "0.125": 12.0, "0.2": 19.0}
+    (tune / "acwt_0.3").mkdir()
+    (tune / "acwt_0.3" / "score.yaml").write_text(yaml.safe_dump({"utts": 3}))
+    with pytest.raises(SystemExit):
+        pick_scale([str(tune)])
+    assert "acwt_0.3/score.yaml: no WER in this decode" in capsys.readouterr().err

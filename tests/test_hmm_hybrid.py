@@ -105,3 +105,63 @@ def test_hybrid_decoder_errors(system, tmp_path):
     (targets / "ali_train_pdf.counts").unlink()
     with pytest.raises(AsrktError, match="ali_train_pdf.counts.*pdf counts of the training alignment"):
         HybridDecoder(targets)
+
+
+def test_no_lm_graph_and_dev_tuning_at_several_scales(system, tmp_path):
+    """make_graph --graph-name graph_nolm leaves hybrid.yaml alone; decode --graph reaches that graph; decoding
+    at several scales (the model run once) gives, scale by scale, what a decode at that one scale gives, and
+    pick_scale takes the lowest dev WER."""
+    import shutil
+
+    import yaml
+
+    from asrkt.bin.decode import main as decode
+    from asrkt.bin.make_graph import main as make_graph
+    from asrkt.bin.pick_scale import main as pick_scale
+    from asrkt.features.cmvn import compute_cmvn_stats
+    from asrkt.features.fbank import FbankConfig
+    from asrkt.features.info import make_feats_info, write_feats_info
+    from asrkt.io import read_matrices, write_matrices
+    from asrkt.hmm.lm import uniform_word_loop
+    from asrkt.models import DnnConfig, ModelConfig, build_model, save_checkpoint
+
+    root, lang, dev, exp = system
+    nolm = tmp_path / "lang_nolm"
+    shutil.copytree(lang, nolm)
+    words = {w for t in read_table(dev / "text").values() for w in t.split()}
+    make_g_fst(uniform_word_loop(words).write(tmp_path / "loop.arpa"), nolm / "words.txt", nolm / "G.fst")
+    info = (exp / "targets" / HYBRID_INFO).read_text()
+    make_graph(["--graph-name", "graph_nolm", str(nolm), str(exp)])
+    assert (exp / "graph_nolm" / "HCLG.fst").is_file() and (exp / "targets" / HYBRID_INFO).read_text() == info
+    assert HybridDecoder(exp / "targets", graph_dir=exp / "graph_nolm").graph_dir == exp / "graph_nolm"
+    with pytest.raises(AsrktError, match="graph_x/HCLG.fst: missing: no decoding graph there.*graph-name graph_x"):
+        HybridDecoder(exp / "targets", graph_dir=exp / "graph_x")
+
+    # a DNN whose outputs are the GMM's own log-posteriors would need training; an untrained one is enough here:
+    # the claim is that the scale loop equals separate decodes, whatever the model says
+    data = tmp_path / "dev"
+    shutil.copytree(dev, data)
+    feats = dict(read_matrices(f"scp:{data / 'feats.scp'}"))
+    spk = {u: u.split("-")[0] for u in feats}
+    write_matrices(f"ark,scp:{data / 'cmvn.ark'},{data / 'cmvn.scp'}",
+                   {s: compute_cmvn_stats(f for u, f in feats.items() if spk[u] == s) for s in sorted(set(spk.values()))})
+    dim = next(iter(feats.values())).shape[1]
+    write_feats_info(data, make_feats_info(FbankConfig(num_mel_bins=dim), len(feats),
+                                           sum(len(f) for f in feats.values())))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(type="dnn", subsampling=1, dnn=DnnConfig(hidden_layers=1, hidden_units=16,
+                                                                             context=1)),
+                        dim, MonoModel.load(exp).num_pdfs)
+    save_checkpoint(tmp_path / "dnn.pt", model, extra={"objective": "frame_ce"})
+    common = ["--model", str(tmp_path / "dnn.pt"), "--data-dir", str(data), "--lang-dir", str(exp / "targets"),
+              "--method", "hclg", "--graph", str(exp / "graph_nolm")]
+    tune = tmp_path / "tune_dev"
+    scores = decode(common + ["--out-dir", str(tune), "--acoustic-scales", "0.05 0.5"])
+    assert sorted(scores) == [0.05, 0.5]
+    for s in (0.05, 0.5):
+        single = decode(common + ["--out-dir", str(tmp_path / f"single_{s}"), "--acoustic-scale", str(s)])
+        assert read_table(tune / f"acwt_{s:g}" / "hyp.txt") == read_table(tmp_path / f"single_{s}" / "hyp.txt")
+        assert scores[s]["wer"] == single["wer"] and scores[s]["decoder"]["graph"] == str(exp / "graph_nolm")
+    best = pick_scale([str(tune)])
+    assert best["wer"] == min(s["wer"] for s in scores.values())
+    assert yaml.safe_load((tune / "best.yaml").read_text())["acoustic_scale"] == best["acoustic_scale"]

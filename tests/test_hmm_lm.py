@@ -8,7 +8,8 @@ import pytest
 
 from asrkt.hmm.kaldi import kaldifst
 from asrkt.hmm.lang import make_lang, read_symbols
-from asrkt.hmm.lm import BOS, EOS, FALLBACK_DISCOUNTS, _discounts, estimate_kn, kn_discounts, make_g_fst, read_arpa
+from asrkt.hmm.lm import (BOS, EOS, FALLBACK_DISCOUNTS, _discounts, estimate_kn, kn_discounts, make_g_fst, read_arpa,
+                          uniform_word_loop)
 from asrkt.utils.errors import AsrktError
 
 TOY = [["a", "b"], ["a", "c"], ["b"]]
@@ -190,3 +191,46 @@ def test_cli_make_ngram_lm(lang_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"ERROR: {bad}:11: expected 'log10prob w1 .. w2")
     assert not (tmp_path / "other").exists()
+
+
+def test_no_lm_word_loop_gives_every_word_the_same_cost(lang_dir, tmp_path):
+    words = read_symbols(lang_dir / "words.txt")
+    lm = uniform_word_loop(["A", "B", "READ"], unk="<UNK>")
+    assert lm.order == 1 and lm.unk is None  # <UNK> is not among the loop's words
+    assert lm.logprob("A") == lm.logprob("READ") == lm.logprob(EOS) == pytest.approx(-math.log10(4))
+    assert lm.logprob("RED") == -math.inf  # outside the loop
+    g = make_g_fst(lm.write(tmp_path / "lm.arpa"), lang_dir / "words.txt", tmp_path / "G.fst")
+    assert g.num_states == 1  # kaldilm took the back-off-free unigram ARPA
+
+    def cost(seq):
+        path = kaldifst.compose(kaldifst.make_linear_acceptor([words[w] for w in seq]), g)
+        return kaldifst.get_linear_symbol_sequence(kaldifst.shortest_path(path))[3].value
+
+    # any sentence of n words costs (n + 1) ln 4: the word order carries no information
+    assert cost(["A", "B"]) == pytest.approx(cost(["B", "A"])) == pytest.approx(3 * math.log(4), abs=1e-3)
+    with pytest.raises(AsrktError, match="at least one word"):
+        uniform_word_loop([BOS, EOS])
+
+
+def test_cli_make_ngram_lm_order_0_is_the_word_loop_of_the_training_text(lang_dir, tmp_path):
+    from asrkt.bin.make_ngram_lm import main
+
+    text = _write(tmp_path / "text", "u1 A B\nu2 READ A\n")
+    main(["--order", "0", "--text", str(text), str(lang_dir), str(tmp_path / "nolm")])
+    lm = read_arpa(tmp_path / "nolm" / "lm.arpa")
+    assert sorted(lm.vocab) == sorted(["A", "B", "READ", EOS]) and (tmp_path / "nolm" / "G.fst").is_file()
+
+
+def test_cli_estimate_lm_from_the_training_text(tmp_path, capsys):
+    from asrkt.bin.estimate_lm import main
+
+    text = _write(tmp_path / "text", "u1 A B\nu2 READ A\nu3 A B\n")
+    main(["--order", "2", str(text), str(tmp_path / "lm.arpa")])
+    lm = read_arpa(tmp_path / "lm.arpa")
+    assert lm.order == 2 and {"A", "B", "READ"} <= set(lm.vocab)
+    assert lm.logprob("B", ["A"]) > lm.logprob("READ", ["A"])  # "A B" seen twice, "A READ" never
+    main(["--order", "0", str(text), str(tmp_path / "loop.arpa")])
+    assert sorted(read_arpa(tmp_path / "loop.arpa").vocab) == sorted(["A", "B", "READ", EOS])
+    with pytest.raises(SystemExit):
+        main([str(_write(tmp_path / "empty", "")), str(tmp_path / "x.arpa")])
+    assert "no utterances to estimate an LM from" in capsys.readouterr().err and not (tmp_path / "x.arpa").exists()

@@ -15,6 +15,7 @@ from asrkt.hmm.lm import estimate_kn
 from asrkt.hmm.tlg import TlgDecoder, make_tlg, spell, token_lexicon
 from asrkt.targets import CtcObjective, train_tokenizer
 from asrkt.targets.ctc import ctc_best_path
+from asrkt.targets.tokenizer import Tokenizer
 from asrkt.utils.errors import AsrktError
 from asrkt.utils.tables import read_table, write_table
 
@@ -33,7 +34,7 @@ def make_inputs(root, text=TEXT, kind="char", vocab_size=None):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("tlg")
     tok = make_inputs(root)
-    graph = make_tlg(root / "lang", root / "lm.arpa", root / "text", root / "graph")
+    graph = make_tlg(Tokenizer.load(root / "lang"), root / "lang", root / "lm.arpa", root / "text", root / "graph")
     return root, tok, graph
 
 
@@ -115,7 +116,7 @@ def test_unspellable_word_is_an_error_naming_it(built, tmp_path):
     root, tok, _ = built
     write_table(tmp_path / "text", dict(TEXT, u7="A DOG"))
     with pytest.raises(AsrktError, match=r"cannot spell 1 word\(s\): DOG"):
-        make_tlg(root / "lang", root / "lm.arpa", tmp_path / "text", tmp_path / "graph")
+        make_tlg(Tokenizer.load(root / "lang"), root / "lang", root / "lm.arpa", tmp_path / "text", tmp_path / "graph")
     assert not (tmp_path / "graph").exists()
     assert spell(tok, "DOG") is None and spell(tok, "CAT") == tuple(tok.encode("CAT"))
     entries, left_out = token_lexicon(tok, ["CAT"], ["A", "DOG", "</s>"])
@@ -124,7 +125,7 @@ def test_unspellable_word_is_an_error_naming_it(built, tmp_path):
 
 def test_sentencepiece_tokens(tmp_path):
     tok = make_inputs(tmp_path, kind="bpe", vocab_size=14)
-    graph = make_tlg(tmp_path / "lang", tmp_path / "lm.arpa", tmp_path / "text", tmp_path / "graph")
+    graph = make_tlg(Tokenizer.load(tmp_path / "lang"), tmp_path / "lang", tmp_path / "lm.arpa", tmp_path / "text", tmp_path / "graph")
     dec = TlgDecoder(graph, acoustic_scale=1.0, tokens=tok.tokens)
     for words in ("BAT AA CAB", "TACO CAT"):
         ids = tok.encode(words)
@@ -164,7 +165,7 @@ def test_decode_cli_with_tlg(setup, tmp_path):  # noqa: F811
     """asrkt.bin.decode --method tlg: batched, padded decoding equals each utterance decoded alone."""
     write_table(tmp_path / "text", setup["text"])
     estimate_kn([t.split() for t in setup["text"].values()], order=2).write(tmp_path / "lm.arpa")
-    graph = make_tlg(setup["lang"], tmp_path / "lm.arpa", tmp_path / "text", tmp_path / "graph")
+    graph = make_tlg(Tokenizer.load(setup["lang"]), setup["lang"], tmp_path / "lm.arpa", tmp_path / "text", tmp_path / "graph")
     out = tmp_path / "decode"
     for model in ("teacher", "student"):  # the student's outputs are subsampled by 2
         decode_bin.main(["--model", str(setup[model]), "--data-dir", str(setup["data"]), "--lang-dir",

@@ -32,6 +32,7 @@ CONFIGS = {
     "lstm-delay": small("lstm", targets_delay=3),
     "lstmp-sub2-delay": small("lstm", subsampling=2, projection=5, targets_delay=2),
     "blstm": small("lstm", bidirectional=True, targets_delay=4),
+    "lstm-frameskip3-delay": small("lstm", frame_skip=3, targets_delay=2),
 }
 
 
@@ -107,6 +108,17 @@ def test_targets_delay_counts_subsampled_frames():
     grad = input_gradient(model, 20, 3)  # output 3 covers inputs 6-7; +d stacked frames -> up to input 11
     assert grad[(3 + d) * s + s - 1] > 0
     assert torch.all(grad[(3 + d + 1) * s:] == 0)
+
+
+def test_frame_skip_keeps_the_input_rate_and_steps_every_k_frames():
+    k, d = 3, 2  # the delay rounds up to one step of 3 frames
+    model = build_model(small("lstm", frame_skip=k, targets_delay=d), D, C).eval()
+    assert model.targets_delay == 3 and model.subsampling == 1 and "frame_skip 3" in describe(model)
+    grad = input_gradient(model, 20, 4)  # output 4 is in step 1 (inputs 3-5); one step later: up to input 8
+    assert grad[8] > 0 and torch.all(grad[9:] == 0)
+    assert torch.all(input_gradient(model, 20, 3)[9:] == 0)  # outputs 3, 4, 5 come from the same step
+    with pytest.raises(AsrktError, match="'lstm.frame_skip' must be 1 when subsampling is 2"):
+        build_model(small("lstm", subsampling=2, frame_skip=3), D, C)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

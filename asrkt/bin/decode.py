@@ -20,6 +20,7 @@ import logging
 from asrkt.decode.search import DecodeConfig
 from asrkt.decode.run import decode_data_dir
 from asrkt.utils.cli import main_wrapper
+from asrkt.utils.errors import AsrktError
 from asrkt.utils.config import add_config_arguments, config_from_args, to_yaml
 from asrkt.utils.logging import log_environment, setup_logging
 
@@ -36,6 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-score", action="store_true",
                    help="write hyp.txt and score.yaml without scores: one job of a split decode, scored after the "
                         "merge by asrkt.bin.score --decode-dir")
+    p.add_argument("--acoustic-scales", default="",
+                   help="WFST decoders, tuning on dev: space-separated scales; the model runs once and each scale "
+                        "is searched into <out-dir>/acwt_<s>/ (then: python -m asrkt.bin.pick_scale <out-dir>)")
     add_config_arguments(p, DecodeConfig)
     return p
 
@@ -50,7 +54,11 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.num_threads)
-    return decode_data_dir(args.model, args.data_dir, args.lang_dir, args.out_dir, cfg, do_score=not args.no_score)
+    scales = [float(s) for s in args.acoustic_scales.split()]
+    if scales and args.no_score:
+        raise AsrktError("--acoustic-scales tunes on a dev set, which needs scoring: drop --no-score")
+    return decode_data_dir(args.model, args.data_dir, args.lang_dir, args.out_dir, cfg, do_score=not args.no_score,
+                           acoustic_scales=scales)
 
 
 if __name__ == "__main__":

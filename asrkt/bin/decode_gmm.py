@@ -3,8 +3,10 @@
 Usage: python -m asrkt.bin.decode_gmm [options] <lang-dir> <exp-dir> <data-dir> [<data-dir> ...]
 
 <lang-dir> must hold G.fst (make_ngram_lm); <exp-dir> is a train_mono output. The graph goes to
-<exp-dir>/graph (reused when present, unless --overwrite true), each decode to <exp-dir>/decode_<set>/ (one
-acwt_<s>/ folder per acoustic scale when several are given), scored in Kaldi's %WER form.
+<exp-dir>/<graph-name> (default graph; reused when present, unless --overwrite true), each decode to
+<exp-dir>/<out-prefix><set>/ (default decode_; one acwt_<s>/ folder per acoustic scale when several are given),
+scored in Kaldi's %WER form. Tuning, as stage 7 does it: the dev set at several scales into tune_<set>/,
+``python -m asrkt.bin.pick_scale exp/x/tune_<set>`` prints the best, the test sets are decoded at that one.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def main(argv=None):
                         help="acoustic scale(s), space-separated (the inverse LM weight; tune on dev)")
     parser.add_argument("--beam", type=float, default=13.0)
     parser.add_argument("--max-active", type=int, default=7000)
+    parser.add_argument("--graph-name", default="graph", help="graph folder inside <exp-dir> (graph, graph_nolm)")
+    parser.add_argument("--out-prefix", default="decode_", help="decode folders: <exp-dir>/<out-prefix><set>")
     parser.add_argument("--overwrite", choices=("true", "false"), default="false")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("lang_dir")
@@ -39,12 +43,12 @@ def main(argv=None):
     from asrkt.hmm.graph import ensure_graph
 
     exp = Path(args.exp_dir)
-    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true")
+    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true", name=args.graph_name)
     scales = [float(s) for s in args.acoustic_scale.split()]
     opts = DecodeOptions(acoustic_scale=scales[0], beam=args.beam, max_active=args.max_active)
     out = {}
     for d in args.data_dirs:
-        out[d] = decode_data_dir(graph, exp, d, exp / f"decode_{Path(d).name}", opts, acoustic_scales=scales)
+        out[d] = decode_data_dir(graph, exp, d, exp / f"{args.out_prefix}{Path(d).name}", opts, acoustic_scales=scales)
         for s, score in out[d].items():
             print(score.get("kaldi_line", f"{d}: no transcripts, hypotheses only"))
     return out

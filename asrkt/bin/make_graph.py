@@ -1,11 +1,13 @@
 """Make the HCLG graph of a GMM system (Kaldi's utils/mkgraph.sh) and tell its frame_ce targets dir where it is.
 
-Usage: python -m asrkt.bin.make_graph [--overwrite true] [--targets-dir DIR] <lang-dir> <exp-dir>
+Usage: python -m asrkt.bin.make_graph [--overwrite true] [--targets-dir DIR] [--graph-name NAME] <lang-dir> <exp-dir>
 
 <lang-dir> must hold G.fst (make_ngram_lm); <exp-dir> is a train_mono output. Writes <exp-dir>/graph/ (HCLG.fst,
 words.txt, phones.txt, phones/; reused when present unless --overwrite true) and <targets-dir>/hybrid.yaml
 (default <exp-dir>/targets), which the hybrid decoder of the frame_ce objective reads to find the graph and the
-transition model (asrkt.hmm.decode.HybridDecoder).
+transition model (asrkt.hmm.decode.HybridDecoder). With --graph-name (e.g. graph_nolm, from the lang dir of
+``make_ngram_lm --order 0``) the graph goes to <exp-dir>/<name>/ and hybrid.yaml is left as it is: decoders reach
+such a graph with ``--graph <exp-dir>/<name>``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m asrkt.bin.make_graph", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets-dir", default=None, help="the frame_ce targets dir (default <exp-dir>/targets)")
+    parser.add_argument("--graph-name", default="graph",
+                        help="the graph folder inside <exp-dir> (default graph: the one hybrid.yaml names)")
     parser.add_argument("--overwrite", choices=("true", "false"), default="false")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("lang_dir")
@@ -37,7 +41,9 @@ def main(argv=None):
     from asrkt.utils.errors import fail
 
     exp = Path(args.exp_dir)
-    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true")
+    graph = ensure_graph(args.lang_dir, exp, overwrite=args.overwrite == "true", name=args.graph_name)
+    if args.graph_name != "graph":
+        return graph
     targets = Path(args.targets_dir) if args.targets_dir else exp / "targets"
     if not (targets / "num_pdfs").is_file():
         raise fail("missing: not a frame_ce targets dir (train_mono writes <exp-dir>/targets)", targets / "num_pdfs")

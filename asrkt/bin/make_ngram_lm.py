@@ -1,10 +1,12 @@
 """Estimate an n-gram LM from training transcripts (ARPA) and make G.fst: a lang dir ready for graphs.
 
-Usage: python -m asrkt.bin.make_ngram_lm [--order 3] (--text data/train/text | --arpa lm.arpa) <lang-dir> <out-dir>
+Usage: python -m asrkt.bin.make_ngram_lm [--order 3] (--text data/train/text | --arpa lm.arpa) \
+           <lang-dir> <out-dir>
 
 With --text (a Kaldi text file of the TRAINING set only), an interpolated modified Kneser-Ney model of the given
 order is estimated (asrkt.hmm.lm; words outside <lang-dir>/words.txt map to its OOV word, oov.txt) and written
-as <out-dir>/lm.arpa. With --arpa, that file is used as it is (checked line by line first; its words must be in
+as <out-dir>/lm.arpa. --order 0 is "no LM": a loop over the training text's words, all equally likely (the
+grammar to score the acoustic model alone, within the vocabulary). With --arpa, that file is used as it is (checked line by line first; its words must be in
 words.txt). <out-dir> gets a copy of <lang-dir> plus lm.arpa and G.fst (kaldilm.arpa2fst, #0 on backoff arcs),
 as Kaldi's utils/format_lm.sh makes data/lang_test.
 
@@ -34,7 +36,8 @@ def main(argv=None):
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="Kaldi text file of the training set to estimate the LM from")
     src.add_argument("--arpa", help="an existing ARPA LM to use instead")
-    parser.add_argument("--order", type=int, default=3, help="n-gram order with --text (default: 3)")
+    parser.add_argument("--order", type=int, default=3,
+                        help="n-gram order with --text (default: 3; 0: no LM, a uniform word loop)")
     parser.add_argument("--overwrite", choices=("true", "false"), default="false",
                         help="true: remake <out-dir> even when it was made from other inputs")
     parser.add_argument("--log-level", default="INFO")
@@ -49,7 +52,7 @@ def main(argv=None):
 
 def make(lang_dir, out_dir, text=None, arpa=None, order=3, overwrite=False) -> Path:
     from asrkt.hmm.lang import RESERVED_WORDS, load_lang, sha1_of
-    from asrkt.hmm.lm import check_lm_words, estimate_kn, make_g_fst, read_arpa
+    from asrkt.hmm.lm import check_lm_words, lm_from_sentences, make_g_fst, read_arpa
     from asrkt.utils.tables import read_table
 
     lang_dir, out_dir = Path(lang_dir), Path(out_dir)
@@ -86,7 +89,7 @@ def make(lang_dir, out_dir, text=None, arpa=None, order=3, overwrite=False) -> P
         if n_oov:
             logger.warning("%s: %d tokens outside %s/words.txt are counted as %s", text, n_oov, lang_dir,
                            lang.oov_word)
-        lm = estimate_kn((t.split() for t in table.values()), order=order, vocab=vocab, unk=lang.oov_word)
+        lm = lm_from_sentences((t.split() for t in table.values()), order, vocab=vocab, unk=lang.oov_word)
         lm.write(tmp / "lm.arpa")
     else:
         shutil.copyfile(arpa, tmp / "lm.arpa")

@@ -38,8 +38,10 @@ def main(argv=None):
     log_environment(logger)
 
     from asrkt.hmm.tlg import make_tlg
+    from asrkt.targets.tokenizer import Tokenizer
 
-    return make_tlg(args.lang_dir, args.arpa, args.text, args.graph_dir, overwrite=args.overwrite == "true")
+    return make_tlg(Tokenizer.load(args.lang_dir), args.lang_dir, args.arpa, args.text, args.graph_dir,
+                    overwrite=args.overwrite == "true")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from asrkt.score.results import GROUPS, data_size, make_record, write_record
+from asrkt.score.results import DECODE_PREFIXES, GROUPS, data_size, make_record, write_record
 from asrkt.utils.cli import main_wrapper
 from asrkt.utils.errors import fail
 from asrkt.utils.logging import git_commit, setup_logging
@@ -45,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-exp-dir", default=None,
                    help="for a fine-tuned system: the pre-training exp folder, whose time is recorded too "
                         "(default: the folder of --init-from in the training command, if any)")
+    p.add_argument("--decode-prefix", default="decode_", choices=DECODE_PREFIXES,
+                   help="the decode folders to take the WERs from: <exp-dir>/<prefix><set> (decode_nolm_: the "
+                        "system scored without the LM, a record of its own)")
     p.add_argument("--command", default=None,
                    help="the command that reproduces the system (default: the training command in the exp "
                         "folder's replay.sh, else this command)")
@@ -107,7 +110,7 @@ def main(argv=None):
     pretrain = args.pretrain_exp_dir or init_from_exp_dir(command, recipe_dir)
     record = make_record(args.system, exp_dir=exp_dir, recipe_dir=recipe_dir, seed=args.seed,
                          commit=git_commit(recipe_dir.resolve()), command=command, data=data, group=args.group,
-                         pretrain_exp_dir=_resolve(recipe_dir, pretrain))
+                         pretrain_exp_dir=_resolve(recipe_dir, pretrain), decode_prefix=args.decode_prefix)
     record["exp_dir"] = args.exp_dir  # as given: relative to the recipe, not this machine's path
     if pretrain:
         record["pretrain_exp_dir"] = str(pretrain)

@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DecodeConfig:
-    method: str = "greedy"  # the objective's decoder: ctc has "greedy"; frame_ce has "hclg" (and takes "greedy" as it)
+    # the objective's decoder: ctc has "greedy" and "tlg" (with an n-gram LM); frame_ce has "hclg" (and takes
+    # "greedy" as it)
+    method: str = "greedy"
     batch_frames: int = 20000  # input frames per batch (padding included)
     device: str = "auto"  # auto: cuda when available, else cpu
     # hclg (frame_ce, hybrid): WFST search of (log-posterior - log-prior) * acoustic_scale on the HCLG graph
@@ -29,6 +31,7 @@ class DecodeConfig:
     beam: float = 13.0  # search beam (Kaldi's default)
     lattice_beam: float = 8.0  # lattice beam (nnet1's decode.sh); the best path is what is output
     max_active: int = 7000  # most active states per frame (Kaldi's default)
+    graph: str = ""  # WFST decoders: the graph dir to search (empty: the objective's own, e.g. hybrid.yaml's graph)
 
 
 def model_log_probs(model, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

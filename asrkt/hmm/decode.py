@@ -8,7 +8,8 @@ pdfs) matrix of scaled log-likelihoods for the hybrid DNN.
   that decoding the GMM's own log-likelihoods this way gives the same words and alignment as the GMM
   decodable. For a DNN the matrix is ``log p(s|x) - log p(s)`` (:mod:`asrkt.hmm.priors`).
 * The acoustic scale is the inverse LM weight (Kaldi scores lattices at LM weights 7..17 with acwt 1; here,
-  best path only, the scale is chosen on dev by decoding at several scales: :func:`decode_data_dir` takes a list).
+  best path only, the scale is chosen on dev by decoding at several scales: :func:`decode_data_dir` and
+  :func:`asrkt.decode.run.decode_data_dir` take a list, :func:`asrkt.score.decode_dir.pick_best_scale` picks).
 
 The DNN's decoder behind the frame_ce objective (:class:`HybridDecoder`) finds what it needs from the targets dir
 alone: ``ali_train_pdf.counts`` (the priors) is there, and ``hybrid.yaml`` (:func:`write_hybrid_info`, written by
@@ -191,13 +192,18 @@ class HybridDecoder:
     The model must output one frame per feature frame (``model.subsampling: 1``, as Kaldi nnet1): the HMMs have
     a minimum duration of 3 frames per phone, which a subsampled output could not fill."""
 
-    def __init__(self, targets_dir, opts: DecodeOptions = DecodeOptions(), num_pdfs: int | None = None):
+    def __init__(self, targets_dir, opts: DecodeOptions = DecodeOptions(), num_pdfs: int | None = None,
+                 graph_dir=None):
         from asrkt.hmm.gmm import MonoModel
         from asrkt.hmm.lang import read_symbols
         from asrkt.hmm.priors import log_priors, read_counts
 
         targets_dir = Path(targets_dir)
-        model_dir, graph_dir = read_hybrid_info(targets_dir)
+        model_dir, default_graph = read_hybrid_info(targets_dir)
+        graph_dir = Path(graph_dir) if graph_dir else default_graph  # e.g. graph_nolm, made from the same GMM
+        if not (graph_dir / "HCLG.fst").is_file():
+            raise fail(f"missing: no decoding graph there (make it with python -m asrkt.bin.make_graph --graph-name "
+                       f"{graph_dir.name} <lang-dir> {model_dir})", graph_dir / "HCLG.fst")
         counts_path = targets_dir / COUNTS_FILE
         if not counts_path.is_file():
             raise fail("missing: the pdf counts of the training alignment (written by train_mono), needed for "

@@ -113,13 +113,15 @@ def write_graph(lang_dir, model, graph_dir, g_fst=None) -> Path:
     return graph_dir / "HCLG.fst"
 
 
-def ensure_graph(lang_dir, exp_dir, overwrite: bool = False) -> Path:
-    """``exp_dir/graph`` for the GMM of ``exp_dir``: made by :func:`write_graph` unless present (or
-    ``overwrite``); returns the graph dir."""
+def ensure_graph(lang_dir, exp_dir, overwrite: bool = False, name: str = "graph") -> Path:
+    """``exp_dir/<name>`` (e.g. graph, graph_nolm) for the GMM of ``exp_dir`` and the G of ``lang_dir``: made by
+    :func:`write_graph` unless present (or ``overwrite``); returns the graph dir."""
     from asrkt.hmm.gmm import MonoModel
 
     exp = Path(exp_dir)
-    graph = exp / "graph"
+    if not name or "/" in name:
+        raise AsrktError(f"a graph name is a folder name inside {exp}, got '{name}'")
+    graph = exp / name
     if overwrite or not (graph / "HCLG.fst").is_file():
         write_graph(lang_dir, MonoModel.load(exp), graph)
     else:

@@ -101,6 +101,27 @@ class ArpaLm:
         return path
 
 
+def uniform_word_loop(vocab, unk: str = "<unk>") -> ArpaLm:
+    """The "no LM" grammar (order 0, a zerogram): a loop over ``vocab`` in which every word and the sentence end
+    are equally likely, so that decoding depends on the acoustics alone within the vocabulary."""
+    words = sorted(set(vocab) - {BOS, EOS})
+    if not words:
+        raise AsrktError("a word loop needs at least one word")
+    lp = -math.log10(len(words) + 1)  # the words and </s>
+    unigrams = {(w,): (lp, None) for w in words + [EOS]}
+    unigrams[(BOS,)] = (LOG10_ZERO, None)  # no back-off weights in the highest order (kaldilm refuses them)
+    return ArpaLm(order=1, ngrams={1: unigrams}, unk=unk if unk in words else None)
+
+
+def lm_from_sentences(sentences, order: int, vocab=None, unk: str = "<unk>") -> ArpaLm:
+    """The LM of a recipe: modified Kneser-Ney of ``order`` (>= 1), or for order 0 the "no LM" word loop over the
+    words of ``sentences`` (those in ``vocab`` when given)."""
+    sentences = [list(s) for s in sentences]
+    if order == 0:
+        return uniform_word_loop({w for s in sentences for w in s if vocab is None or w in vocab}, unk=unk)
+    return estimate_kn(sentences, order=order, vocab=vocab, unk=unk)
+
+
 # ----------------------------------------------------------------------------------------------- estimation
 def _discounts(adjusted: Counter, order: int) -> tuple[float, float, float]:
     t = [sum(1 for c in adjusted.values() if c == k) for k in range(1, 5)]

@@ -57,13 +57,11 @@ def text_words(text_path) -> list[str]:
 
 def spell(tokenizer, word: str) -> tuple[int, ...] | None:
     """Token ids of ``word`` alone, or None when the tokenizer cannot spell it."""
-    from asrkt.targets.tokenizer import UNK
-
     try:
         ids = tokenizer.encode(word)
     except AsrktError:
         return None
-    if not ids or any(tokenizer.tokens[i] == UNK for i in ids):
+    if not ids or any(tokenizer.tokens[i] == tokenizer.UNK for i in ids):
         return None
     return tuple(ids)
 
@@ -150,16 +148,15 @@ def _write_symbols(path: Path, symbols) -> None:
     path.write_text("".join(f"{s} {i}\n" for i, s in enumerate(symbols)), encoding="utf-8")
 
 
-def build_tlg(lang_dir, arpa, text, out_dir: Path):
-    """Write words.txt, tokens.txt, lexicon.txt and TLG.fst into ``out_dir`` (see the module docstring)."""
+def build_tlg(tok, lang_dir, arpa, text, out_dir: Path):
+    """Write words.txt, tokens.txt, lexicon.txt and TLG.fst into ``out_dir`` (see the module docstring); ``tok``
+    is the tokenizer of ``lang_dir`` (loaded by the caller: asrkt.targets builds on asrkt.hmm, not the reverse)."""
     from asrkt.hmm.graph import replace_ilabels
     from asrkt.hmm.kaldi import kaldifst
     from asrkt.hmm.lang import add_lex_disambig
     from asrkt.hmm.lm import make_g_fst, read_arpa
-    from asrkt.targets.tokenizer import Tokenizer
 
     t0 = time.time()
-    tok = Tokenizer.load(lang_dir)
     arpa = _arpa_file(arpa)
     words = text_words(text)
     lm_words = read_arpa(arpa).vocab
@@ -202,7 +199,7 @@ def build_tlg(lang_dir, arpa, text, out_dir: Path):
     return TLG
 
 
-def make_tlg(lang_dir, arpa, text, graph_dir, overwrite: bool = False) -> Path:
+def make_tlg(tokenizer, lang_dir, arpa, text, graph_dir, overwrite: bool = False) -> Path:
     """``graph_dir`` with TLG.fst, words.txt, tokens.txt, lexicon.txt, tlg_info.yaml, built in ``<graph_dir>.tmp``
     and renamed. A complete graph dir made from the same inputs is reused; one from other inputs is refused
     unless ``overwrite``. ``arpa``: an ARPA file, or an LM dir holding lm.arpa (make_ngram_lm's output)."""
@@ -223,7 +220,7 @@ def make_tlg(lang_dir, arpa, text, graph_dir, overwrite: bool = False) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    build_tlg(lang_dir, arpa, text, tmp)
+    build_tlg(tokenizer, lang_dir, arpa, text, tmp)
     (tmp / INFO).write_text(yaml.safe_dump(wanted, sort_keys=False))
     if graph_dir.exists():
         shutil.rmtree(graph_dir)
@@ -242,12 +239,12 @@ class TlgDecoder:
         from asrkt.hmm.graph import read_fst
         from asrkt.hmm.kaldi import kaldi_decoder
         from asrkt.hmm.lang import read_symbols
-        from asrkt.targets.tokenizer import read_tokens
 
         graph_dir = Path(graph_dir)
         if not (graph_dir / INFO).is_file():
             raise fail("not a complete TLG graph dir (make it with python -m asrkt.bin.make_tlg)", graph_dir)
-        self.tokens = read_tokens(graph_dir / "tokens.txt")
+        token_ids = read_symbols(graph_dir / "tokens.txt")
+        self.tokens = sorted(token_ids, key=token_ids.get)
         if tokens is not None and list(tokens) != self.tokens:
             raise fail("the graph was built with other tokens than the model's tokenizer: rebuild it with the "
                        "model's lang dir", graph_dir / "tokens.txt")

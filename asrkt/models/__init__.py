@@ -123,7 +123,8 @@ def describe(model: AcousticModel) -> str:
         m = cfg.lstm
         kind = "blstm" if m.bidirectional else "lstm"
         proj = f", projection {m.projection}" if m.projection else ""
-        body = (f"{kind}: {m.num_layers} x {m.cells} cells{proj}, targets_delay {model.targets_delay}, "
+        skip = f", frame_skip {m.frame_skip}" if m.frame_skip > 1 else ""
+        body = (f"{kind}: {m.num_layers} x {m.cells} cells{proj}, targets_delay {model.targets_delay}{skip}, "
                 f"dropout {m.dropout}")
     return (f"{body}, subsampling {model.subsampling}, input {model.input_dim}, {model.num_classes} classes, "
             f"{model.num_params() / 1e6:.2f}M params")

@@ -40,6 +40,12 @@ class LstmConfig:
     # Unidirectional only: output t is emitted after seeing input t + targets_delay (Kaldi nnet1 used 5).
     targets_delay: int = 5
     dropout: float = 0.1
+    # The LSTM steps once per frame_skip input frames (stacked) and a linear layer unstacks each step into
+    # frame_skip outputs, so the output rate stays the input rate (model.subsampling 1) at 1/frame_skip of the
+    # recurrent cost: frame skipping (Miao et al., ICASSP 2016) with a learned output per frame instead of
+    # copied labels. For frame-level targets (hybrid) on few cores. targets_delay then counts input frames,
+    # rounded up to whole steps.
+    frame_skip: int = 1
 
 
 @dataclasses.dataclass
@@ -79,4 +85,7 @@ def check_model_config(cfg: ModelConfig) -> None:
         need(0 <= m.projection < m.cells, "lstm.projection", m.projection,
              f"0 (none) or smaller than lstm.cells ({m.cells})")
         need(m.targets_delay >= 0, "lstm.targets_delay", m.targets_delay, ">= 0")
+        need(m.frame_skip >= 1, "lstm.frame_skip", m.frame_skip, ">= 1")
+        need(m.frame_skip == 1 or cfg.subsampling == 1, "lstm.frame_skip", m.frame_skip,
+             f"1 when subsampling is {cfg.subsampling} (frame skipping keeps the input rate; subsampling lowers it)")
         need(0.0 <= m.dropout < 1.0, "lstm.dropout", m.dropout, "in [0, 1)")

@@ -76,3 +76,37 @@ def merge_decode_jobs(decode_dir, data_dir, nj: int) -> dict:
         raise fail(f"the {nj} decoding jobs used different models ({', '.join(sorted(map(str, models)))})",
                    decode_dir)
     return write_scored(decode_dir, data_dir, hyps, score)
+
+
+BEST_SCALE = "best.yaml"
+
+
+def pick_best_scale(tune_dir) -> dict:
+    """The acoustic scale of ``tune_dir/acwt_<s>/`` (decodes of one dev set at several scales) with the lowest WER;
+    ties go to the scale nearest the middle of the tried ones (their geometric mean). Written to ``tune_dir/best.yaml`` and returned
+    (``acoustic_scale``, ``wer``, and every scale's WER): only the dev set chooses, the test sets then are decoded
+    once at this scale."""
+    import math
+
+    tune_dir = Path(tune_dir)
+    wers = {}
+    for score_path in sorted(tune_dir.glob("acwt_*/score.yaml")):
+        score = load_yaml(score_path)
+        if "wer" not in score:
+            raise fail("no WER in this decode (a dev set without text?): tuning needs transcripts", score_path)
+        try:
+            scale = float(score_path.parent.name[len("acwt_"):])
+        except ValueError:
+            raise fail("not an acwt_<scale> folder", score_path.parent) from None
+        wers[scale] = float(score["wer"])
+    if not wers:
+        raise fail("no acwt_<scale>/score.yaml: decode the dev set at several acoustic scales first "
+                   "(asrkt.bin.decode --acoustic-scales, asrkt.bin.decode_gmm --acoustic-scale)", tune_dir)
+    middle = math.exp(sum(math.log(s) for s in wers) / len(wers))
+    best = min(wers, key=lambda s: (wers[s], abs(math.log(s / middle))))
+    out = {"acoustic_scale": best, "wer": wers[best],
+           "dev_wer_by_scale": {f"{s:g}": w for s, w in sorted(wers.items())}}
+    atomic_write_text(tune_dir / BEST_SCALE, yaml.safe_dump(out, sort_keys=False))
+    logger.info("%s: best acoustic scale %g (dev WER %.2f; %s)", tune_dir, best, wers[best],
+                ", ".join(f"{s:g}: {w:.2f}" for s, w in sorted(wers.items())))
+    return out

@@ -145,27 +145,40 @@ def training_time_s(rows: list[dict], path="summary.tsv") -> float | None:
     return None
 
 
-def decode_scores(exp_dir) -> dict:
-    """``{set: score.yaml contents}`` for every ``exp_dir/decode_<set>/score.yaml``."""
+# Decode folders ``<prefix><set>`` of one system: with the LM (or greedy, CTC) and, WFST decoders, without it
+# (a uniform word loop); a folder belongs to the longest prefix it starts with.
+DECODE_PREFIXES = ("decode_", "decode_nolm_")
+
+
+def decode_scores(exp_dir, prefix: str = "decode_") -> dict:
+    """``{set: score.yaml contents}`` for every ``exp_dir/<prefix><set>/score.yaml``."""
+    if prefix not in DECODE_PREFIXES:
+        raise AsrktError(f"unknown decode prefix '{prefix}' (known: {', '.join(DECODE_PREFIXES)})")
     out = {}
-    for score in sorted(Path(exp_dir).glob("decode_*/score.yaml")):
-        out[score.parent.name[len("decode_"):]] = load_yaml(score)
+    for score in sorted(Path(exp_dir).glob(f"{prefix}*/score.yaml")):
+        name = score.parent.name
+        if max((p for p in DECODE_PREFIXES if name.startswith(p)), key=len) == prefix:
+            out[name[len(prefix):]] = load_yaml(score)
     return out
 
 
 def make_record(system: str, exp_dir, recipe_dir, seed: int, commit: str, command: str,
-                data: dict, group: str | None = None, pretrain_exp_dir=None) -> dict:
-    """Gather one system's record from its exp folder (see the module docstring)."""
+                data: dict, group: str | None = None, pretrain_exp_dir=None, decode_prefix: str = "decode_") -> dict:
+    """Gather one system's record from its exp folder (see the module docstring); its WERs from the decode
+    folders ``<decode_prefix><set>`` (``decode_nolm_``: the same system scored without the LM)."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise fail("experiment directory not found", exp_dir)
-    scores = decode_scores(exp_dir)
+    scores = decode_scores(exp_dir, decode_prefix)
     if not scores:
-        raise fail("no decode_<set>/score.yaml found: run asrkt.bin.decode first", exp_dir)
+        raise fail(f"no {decode_prefix}<set>/score.yaml found: run asrkt.bin.decode first", exp_dir)
     results = {}
     for name, s in scores.items():
         results[name] = {k: s[k] for k in ("wer", "cer", "errors", "words", "ins", "del", "sub", "sentences",
                                           "sentence_errors", "kaldi_line", "model_sha1", "rtf") if k in s}
+        decoder = s.get("decoder") or {}  # asrkt.bin.decode's config; decode_gmm puts the scale at the top
+        if decoder.get("method") != "greedy" and s.get("acoustic_scale", decoder.get("acoustic_scale")) is not None:
+            results[name]["acoustic_scale"] = s.get("acoustic_scale", decoder.get("acoustic_scale"))
     cfg = exp_dir / "config.yaml"
     rows = read_summary(exp_dir) if (exp_dir / "summary.tsv").is_file() else []
     info = read_train_info(exp_dir)

@@ -119,7 +119,7 @@ class FrameCeObjective(Objective):
 
         opts = DecodeOptions(acoustic_scale=cfg.acoustic_scale, beam=cfg.beam, lattice_beam=cfg.lattice_beam,
                              max_active=cfg.max_active)
-        return HybridDecoder(self._need_targets_dir(), opts, num_pdfs=self.num_classes)
+        return HybridDecoder(self._need_targets_dir(), opts, num_pdfs=self.num_classes, graph_dir=cfg.graph or None)
 
     def degenerate(self, logits, out_lengths) -> str | None:
         best = logits.argmax(-1)

@@ -172,6 +172,8 @@ def read_tokens(path) -> list[str]:
 class Tokenizer:
     """Text <-> CTC class ids (0 is the blank and is never produced by ``encode``)."""
 
+    UNK = UNK  # the token of what the tokenizer cannot spell (sentencepiece kinds)
+
     def __init__(self, lang_dir: Path, kind: str, tokens: list[str], sp=None):
         self.lang_dir = lang_dir
         self.kind = kind

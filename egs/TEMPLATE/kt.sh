@@ -17,11 +17,15 @@
 #   2 lang, LM, GMM, graph            data/lang_hmm_<train set><tag> (prepare_lang_hmm from --lexicon),
 #                                     data/lang_hmm_<train set><tag>_<order>g (LM from the training text only,
 #                                     G.fst), exp/hybrid/mono<tag> (monophone GMM-HMM, alignments of the train and
-#                                     dev sets, targets/ with pdf.scp, pdf counts, hybrid.yaml), its graph/HCLG.fst
+#                                     dev sets, targets/ with pdf.scp, pdf counts, hybrid.yaml), its graph/HCLG.fst,
+#                                     and graph_nolm/ from data/lang_hmm_<train set><tag>_nolm (no LM: a uniform
+#                                     loop over the training words)
 # and stages 3-6 train the same systems with frame cross-entropy on the pdf targets (conf/hybrid/<name>.yaml
 # replaces conf/<name>.yaml where it exists; --objective frame_ce in any case) under exp/hybrid/; stage 7 decodes
-# them on HCLG with the n-gram LM (asrkt.bin.decode --method hclg), and the GMM itself (asrkt.bin.decode_gmm).
-# Their result records are named hybrid_<system>, apart from the CTC ones.
+# them, and the GMM itself, on HCLG with the n-gram LM (decode_<set>) and without it (decode_nolm_<set>), each at
+# the acoustic scale with the lowest dev WER among --acoustic-scales (tune_[nolm_]<dev set>/best.yaml; the test
+# sets are decoded once, at that scale). Their result records are named hybrid_<system> and
+# hybrid_<system>_nolm, apart from the CTC ones.
 #
 # Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it. Training runs
 # through $train_cmd and decoding as $decode_cmd JOB=1:$nj (cmd.sh), so a Slurm cmd.sh sends both to the
@@ -58,7 +62,8 @@ objective=ctc          # ctc (tokenizer, CTC) | hybrid (GMM-HMM alignments, fram
 lexicon=""             # hybrid: pronunciation lexicon (WORD PH1 PH2 ...), set by run.sh
 lm_order=3             # hybrid: order of the Kneser-Ney n-gram LM estimated from the training text
 mono_args=""           # hybrid: extra options of asrkt.bin.train_mono, e.g. "--num-iters 20"
-decode_args=""         # extra options of asrkt.bin.decode in stage 7, e.g. "--acoustic-scale 0.08" (hybrid)
+decode_args=""         # extra options of asrkt.bin.decode in stage 7, e.g. "--beam 16" (hybrid)
+acoustic_scales="0.05 0.067 0.083 0.1 0.125 0.15 0.2"  # hybrid: stage 7 tries each on the dev set, keeps the best
 
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [options]
 Runs the asrkt knowledge-transfer recipe (the shared stage map $(readlink -f "$0")):
@@ -85,6 +90,7 @@ case $objective in
     exp_root=exp/hybrid
     hmm_lang=data/lang_hmm_${train_set}${tag}   # L.fst, phones, words, topology (prepare_lang_hmm)
     hmm_lang_test=${hmm_lang}_${lm_order}g      # the same plus lm.arpa and G.fst (make_ngram_lm)
+    hmm_lang_nolm=${hmm_lang}_nolm              # the same with a uniform word loop as G: scoring without the LM
     gmm=$exp_root/mono${tag}                    # monophone GMM-HMM, its alignments and graph/HCLG.fst
     lang=$gmm/targets                           # what the DNNs train on and decode with (the frame_ce targets dir)
     [ -n "$lexicon" ] || die "--objective hybrid needs --lexicon (a pronunciation lexicon; run.sh sets it)"
@@ -140,8 +146,12 @@ system_group() {
   esac
 }
 
-# The name of a system's result record: its exp folder's name (hybrid_<name> for the hybrid objective).
-system_name() { echo "$([ "$objective" = ctc ] || echo hybrid_)$(basename "$1")"; }
+# The name of a system's result record: its exp folder's name (hybrid_<name> for the hybrid objective), with
+# _nolm before the tag when it was scored without the LM (system_name EXP [lm|nolm]).
+system_name() {
+  local name; name=$(basename "$1"); name=${name%"$tag"}
+  echo "$([ "$objective" = ctc ] || echo hybrid_)${name}$([ "${2:-lm}" = lm ] || echo _nolm)${tag}"
+}
 
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
 systems="$teacher $exp_root/student_kt_ft${tag}"
@@ -181,6 +191,8 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
     "$lexicon" "$hmm_lang"
   python -m asrkt.bin.make_ngram_lm --overwrite "$overwrite" --order "$lm_order" --text "data/$train_set/text" \
     "$hmm_lang" "$hmm_lang_test"
+  python -m asrkt.bin.make_ngram_lm --overwrite "$overwrite" --order 0 --text "data/$train_set/text" \
+    "$hmm_lang" "$hmm_lang_nolm"
   if ! stage_is_done "$gmm"; then
     mkdir -p "$gmm/log"
     log "training the monophone GMM-HMM $gmm; log: $gmm/log/train_mono.log"
@@ -191,6 +203,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
     python -m asrkt.bin.make_graph --overwrite "$overwrite" "$hmm_lang_test" "$gmm"
     stage_mark_done "$gmm"
   fi
+  python -m asrkt.bin.make_graph --graph-name graph_nolm "$hmm_lang_nolm" "$gmm"  # (reused when present)
   stage_end
 fi
 
@@ -279,39 +292,68 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   stage_begin 7 "decode and score: $systems on $test_sets -> exp/<system>/decode_<set>, exp/results, exp/RESULTS.md"
   for x in $test_sets; do python -m asrkt.bin.split_data_dir "data/$x" "$nj" > /dev/null; done
   if [ "$objective" = hybrid ]; then
-    # The GMM's own decodes (HCLG made in stage 2, reused), one job for every set, and its result record.
-    if ! stage_is_done "$gmm/log/decode_gmm"; then
-      # shellcheck disable=SC2046
-      $decode_cmd "$gmm/log/decode_gmm.log" python -m asrkt.bin.decode_gmm "$hmm_lang_test" "$gmm" \
-        $(for x in $test_sets; do echo "data/$x"; done) \
-        || { tail -n 20 "$gmm/log/decode_gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/decode_gmm.log)"; }
-      grep '%WER' "$gmm/log/decode_gmm.log" || true
-      mkdir -p "$gmm/log/decode_gmm" && stage_mark_done "$gmm/log/decode_gmm"
-    fi
-    python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$gmm")" --exp-dir "$gmm" \
-      --group other --train-dir "data/$train_set" --seed "$seed"
+    # The GMM's own decodes (graphs made in stage 2, reused), with and without the LM, at the dev set's best
+    # acoustic scale, and their result records.
+    for lm in lm nolm; do
+      p=$([ $lm = lm ] || echo nolm_); graph=graph$([ $lm = lm ] || echo _nolm)
+      lm_dir=$([ $lm = lm ] && echo "$hmm_lang_test" || echo "$hmm_lang_nolm")
+      if ! stage_is_done "$gmm/tune_${p}$valid_set"; then
+        $decode_cmd "$gmm/log/tune_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
+          --out-prefix "tune_${p}" --acoustic-scale "$acoustic_scales" "$lm_dir" "$gmm" "data/$valid_set" \
+          || { tail -n 20 "$gmm/log/tune_${p}gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/tune_${p}gmm.log)"; }
+        stage_mark_done "$gmm/tune_${p}$valid_set"
+      fi
+      scale=$(python -m asrkt.bin.pick_scale "$gmm/tune_${p}$valid_set")
+      if ! stage_is_done "$gmm/log/decode_${p}gmm"; then
+        # shellcheck disable=SC2046
+        $decode_cmd "$gmm/log/decode_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
+          --out-prefix "decode_${p}" --acoustic-scale "$scale" "$lm_dir" "$gmm" $(for x in $test_sets; do echo "data/$x"; done) \
+          || { tail -n 20 "$gmm/log/decode_${p}gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/decode_${p}gmm.log)"; }
+        grep '%WER' "$gmm/log/decode_${p}gmm.log" || true
+        mkdir -p "$gmm/log/decode_${p}gmm" && stage_mark_done "$gmm/log/decode_${p}gmm"
+      fi
+      python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$gmm" $lm)" --exp-dir "$gmm" \
+        --group other --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
+    done
   fi
   for exp in $systems; do
-    for x in $test_sets; do
-      dir=$exp/decode_$x
-      stage_is_done "$dir" && continue
-      rm -rf "$dir/split$nj"
-      # shellcheck disable=SC2086
-      $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" \
-        python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x/split$nj/JOB" --lang-dir "$lang" \
-          --out-dir "$dir/split$nj/JOB" --no-score --num-threads 1 $decode_args
-      python -m asrkt.bin.score --decode-dir "$dir" --data-dir "data/$x" --nj "$nj" | grep '%WER'
-      stage_mark_done "$dir"
+    for lm in $([ "$objective" = ctc ] && echo lm || echo "lm nolm"); do
+      p=$([ $lm = lm ] || echo nolm_); extra=()
+      if [ "$objective" = hybrid ]; then
+        # The dev set at every acoustic scale (the model runs once), then every set at the best one.
+        extra=(--graph "$gmm/graph$([ $lm = lm ] || echo _nolm)")
+        tune=$exp/tune_${p}$valid_set
+        if ! stage_is_done "$tune"; then
+          # shellcheck disable=SC2086
+          $decode_cmd "$tune/log/tune.log" python -m asrkt.bin.decode --model "$exp/final.pt" \
+            --data-dir "data/$valid_set" --lang-dir "$lang" --out-dir "$tune" --num-threads 1 $decode_args \
+            "${extra[@]}" --acoustic-scales "$acoustic_scales"
+          stage_mark_done "$tune"
+        fi
+        extra+=(--acoustic-scale "$(python -m asrkt.bin.pick_scale "$tune")")
+      fi
+      for x in $test_sets; do
+        dir=$exp/decode_${p}$x
+        stage_is_done "$dir" && continue
+        rm -rf "$dir/split$nj"
+        # shellcheck disable=SC2086
+        $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" \
+          python -m asrkt.bin.decode --model "$exp/final.pt" --data-dir "data/$x/split$nj/JOB" --lang-dir "$lang" \
+            --out-dir "$dir/split$nj/JOB" --no-score --num-threads 1 $decode_args "${extra[@]}"
+        python -m asrkt.bin.score --decode-dir "$dir" --data-dir "data/$x" --nj "$nj" | grep '%WER'
+        stage_mark_done "$dir"
+      done
+      python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp" $lm)" --exp-dir "$exp" \
+        --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
     done
-    python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp")" --exp-dir "$exp" \
-      --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed"
   done
   # This run's table (exp/RESULTS.md), printed next to the recipe's committed reference results.
   python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets"
   if "$commit_results"; then
     # shellcheck disable=SC2046
     python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets" \
-      --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmm"); do system_name "$exp"; done)
+      --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmm"); do
+                    system_name "$exp"; [ "$objective" = ctc ] || system_name "$exp" nolm; done)
     log "results/ and RESULTS.md now hold this run's records: review and commit them"
   fi
   python -m asrkt.bin.plot_curves $systems --out "$exp_root/curves${tag}.png"
