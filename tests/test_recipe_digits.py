@@ -89,6 +89,12 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
         for x in ("dev", "test"):
             assert "%WER" in (recipe / "exp" / system / f"decode_{x}" / "wer.txt").read_text()
         assert (recipe / "exp" / "results" / f"{system}.yaml").is_file()
+        # TLG with the LM, at the acoustic scale chosen on dev: a record of its own
+        best = yaml.safe_load((recipe / "exp" / system / "tune_lm_dev" / "best.yaml").read_text())
+        lm_record = yaml.safe_load((recipe / "exp" / "results" / f"{system}_lm.yaml").read_text())
+        assert lm_record["results"]["test"]["acoustic_scale"] == best["acoustic_scale"]
+        assert yaml.safe_load((recipe / "exp" / system / "decode_lm_test" / "score.yaml").read_text()
+                              )["decoder"]["method"] == "tlg"
         assert (recipe / "exp" / system / "log" / "train_job.log").is_file()  # trained through $train_cmd
         assert (recipe / "exp" / system / "decode_test" / "log" / "decode.2.log").is_file()  # $decode_cmd JOB=1:2
     results = (recipe / "exp" / "RESULTS.md").read_text()

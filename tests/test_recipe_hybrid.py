@@ -49,6 +49,13 @@ def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
             assert yaml.safe_load((exp / f"decode_{x}" / "score.yaml").read_text())["decoder"]["method"] == "hclg"
         assert (exp / "decode_test/log/decode.2.log").is_file()  # $decode_cmd JOB=1:2
         assert (recipe / "exp/results" / f"hybrid_{system}.yaml").is_file()
+        # scored without the LM too (the word-loop graph), each at the scale chosen on dev
+        nolm = yaml.safe_load((recipe / "exp/results" / f"hybrid_{system}_nolm.yaml").read_text())
+        best = yaml.safe_load((exp / "tune_nolm_dev" / "best.yaml").read_text())
+        assert nolm["results"]["test"]["acoustic_scale"] == best["acoustic_scale"]
+        assert yaml.safe_load((exp / "decode_nolm_test" / "score.yaml").read_text())["decoder"]["graph"].endswith(
+            "graph_nolm")
+    assert (recipe / "exp/results/hybrid_mono_nolm.yaml").is_file()
     # The GMM's own row. Tolerance: measured 29 % dev / 23 % test WER on the tiny corpus with TINY_MONO_ARGS
     # (Kaldi's mix-up draws from an unseeded rand()); anything under 60 % shows that alignment and graph work.
     gmm_record = yaml.safe_load((recipe / "exp/results/hybrid_mono.yaml").read_text())

@@ -46,8 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="for a fine-tuned system: the pre-training exp folder, whose time is recorded too "
                         "(default: the folder of --init-from in the training command, if any)")
     p.add_argument("--decode-prefix", default="decode_", choices=DECODE_PREFIXES,
-                   help="the decode folders to take the WERs from: <exp-dir>/<prefix><set> (decode_nolm_: the "
-                        "system scored without the LM, a record of its own)")
+                   help="the decode folders to take the WERs from: <exp-dir>/<prefix><set> (decode_nolm_: a hybrid "
+                        "system scored without the LM; decode_lm_: a CTC system through TLG with the LM; each a "
+                        "record of its own)")
     p.add_argument("--command", default=None,
                    help="the command that reproduces the system (default: the training command in the exp "
                         "folder's replay.sh, else this command)")

@@ -145,9 +145,10 @@ def training_time_s(rows: list[dict], path="summary.tsv") -> float | None:
     return None
 
 
-# Decode folders ``<prefix><set>`` of one system: with the LM (or greedy, CTC) and, WFST decoders, without it
-# (a uniform word loop); a folder belongs to the longest prefix it starts with.
-DECODE_PREFIXES = ("decode_", "decode_nolm_")
+# Decode folders ``<prefix><set>`` of one system: its objective's first decoding (CTC greedy, hybrid HCLG with
+# the LM), hybrid without the LM (a uniform word loop: decode_nolm_), CTC through TLG with the LM (decode_lm_);
+# a folder belongs to the longest prefix it starts with.
+DECODE_PREFIXES = ("decode_", "decode_nolm_", "decode_lm_")
 
 
 def decode_scores(exp_dir, prefix: str = "decode_") -> dict:

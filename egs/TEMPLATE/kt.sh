@@ -23,9 +23,10 @@
 # and stages 3-6 train the same systems with frame cross-entropy on the pdf targets (conf/hybrid/<name>.yaml
 # replaces conf/<name>.yaml where it exists; --objective frame_ce in any case) under exp/hybrid/; stage 7 decodes
 # them, and the GMM itself, on HCLG with the n-gram LM (decode_<set>) and without it (decode_nolm_<set>), each at
-# the acoustic scale with the lowest dev WER among --acoustic-scales (tune_[nolm_]<dev set>/best.yaml; the test
+# the acoustic scale with the lowest dev WER among --acoustic-scales (tune_{lm,nolm}_<dev set>/best.yaml; the test
 # sets are decoded once, at that scale). Their result records are named hybrid_<system> and
-# hybrid_<system>_nolm, apart from the CTC ones.
+# hybrid_<system>_nolm, apart from the CTC ones. (CTC systems are scored by greedy search, decode_<set>, and
+# through TLG with the LM of stage 2, decode_lm_<set> at the scale tuned in tune_lm_<dev set>: <system>_lm.)
 #
 # Every stage leaves a .done marker and is skipped on rerun; --overwrite true redoes it. Training runs
 # through $train_cmd and decoding as $decode_cmd JOB=1:$nj (cmd.sh), so a Slurm cmd.sh sends both to the
@@ -60,10 +61,10 @@ tag=""                 # suffix of the exp and lang folder names, to keep varian
 commit_results=false   # true: make this run's records the recipe's reference results (results/, RESULTS.md)
 objective=ctc          # ctc (tokenizer, CTC) | hybrid (GMM-HMM alignments, frame CE on pdfs, HCLG decoding)
 lexicon=""             # hybrid: pronunciation lexicon (WORD PH1 PH2 ...), set by run.sh
-lm_order=3             # hybrid: order of the Kneser-Ney n-gram LM estimated from the training text
+lm_order=3             # order of the Kneser-Ney n-gram LM estimated from the training text (stage 2; 0: no LM)
 mono_args=""           # hybrid: extra options of asrkt.bin.train_mono, e.g. "--num-iters 20"
 decode_args=""         # extra options of asrkt.bin.decode in stage 7, e.g. "--beam 16" (hybrid)
-acoustic_scales="0.05 0.067 0.083 0.1 0.125 0.15 0.2"  # hybrid: stage 7 tries each on the dev set, keeps the best
+acoustic_scales=""     # WFST decoding: stage 7 tries each on the dev set, keeps the best (empty: per objective)
 
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--overwrite true] [options]
 Runs the asrkt knowledge-transfer recipe (the shared stage map $(readlink -f "$0")):
@@ -85,6 +86,11 @@ case $objective in
     exp_root=exp
     # The lang dir is named after the training set and the tag, and prepare_lang refuses one made from other text.
     lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${tag}
+    lm_arpa=data/lm_${train_set}${tag}_${lm_order}g.arpa  # the n-gram LM of the training text (estimate_lm)
+    tlg=${lang}_tlg_${lm_order}g                       # TLG: CTC topology, token lexicon, that LM (make_tlg)
+    # Stage 7 scores greedy search (no LM, decode_<set>) and TLG with the LM (decode_lm_<set>, records <name>_lm).
+    decode_variants="greedy lm"
+    [ -n "$acoustic_scales" ] || acoustic_scales="0.3 0.5 0.7 1 1.4 2"  # CTC log-probs against the LM
     ;;
   hybrid)
     exp_root=exp/hybrid
@@ -99,6 +105,9 @@ case $objective in
     # gives about 82 % on digits; a teacher must do clearly better (a later --max-error-rate wins).
     teacher_check_args="--max-error-rate 75 $teacher_check_args"
     decode_args="--method hclg $decode_args"
+    # Stage 7 scores HCLG with the LM (decode_<set>) and with the word loop (decode_nolm_<set>, <name>_nolm).
+    decode_variants="lm nolm"
+    [ -n "$acoustic_scales" ] || acoustic_scales="0.05 0.067 0.083 0.1 0.125 0.15 0.2"  # Kaldi's LMWT 5-20
     # conf/hybrid/<name>.yaml (the CTC config included, objective and frame rate overridden) where it exists.
     hybrid_conf() { local h; h=$(dirname "$1")/hybrid/$(basename "$1"); if [ -f "$h" ]; then echo "$h"; else echo "$1"; fi; }
     teacher_config=$(hybrid_conf "$teacher_config"); kt_config=$(hybrid_conf "$kt_config")
@@ -147,10 +156,19 @@ system_group() {
 }
 
 # The name of a system's result record: its exp folder's name (hybrid_<name> for the hybrid objective), with
-# _nolm before the tag when it was scored without the LM (system_name EXP [lm|nolm]).
+# _<variant> before the tag for a decode variant other than the objective's first (system_name EXP [VARIANT]).
 system_name() {
-  local name; name=$(basename "$1"); name=${name%"$tag"}
-  echo "$([ "$objective" = ctc ] || echo hybrid_)${name}$([ "${2:-lm}" = lm ] || echo _nolm)${tag}"
+  local name first=${decode_variants%% *}; name=$(basename "$1"); name=${name%"$tag"}
+  echo "$([ "$objective" = ctc ] || echo hybrid_)${name}$([ "${2:-$first}" = "$first" ] || echo "_$2")${tag}"
+}
+# decode_setup VARIANT: the decode folders' prefix ($p) and the decoder's options ($extra) of a stage-7 variant.
+decode_setup() {
+  case $objective-$1 in
+    ctc-greedy) p=""; extra=() ;;
+    ctc-lm) p=lm_; extra=(--method tlg --graph "$tlg") ;;
+    hybrid-lm) p=""; extra=(--graph "$gmm/graph") ;;
+    hybrid-nolm) p=nolm_; extra=(--graph "$gmm/graph_nolm") ;;
+  esac
 }
 
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
@@ -217,6 +235,11 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = ctc ]; then
       "data/$train_set/text" "$lang"
     stage_mark_done "$lang"
   fi
+  # The LM for stage 7's TLG decoding, from the training text only (both reused when made from the same inputs).
+  if [ ! -s "$lm_arpa" ] || "$overwrite"; then
+    python -m asrkt.bin.estimate_lm --order "$lm_order" "data/$train_set/text" "$lm_arpa"
+  fi
+  python -m asrkt.bin.make_tlg --overwrite "$overwrite" "$lang" "$lm_arpa" "data/$train_set/text" "$tlg"
   stage_end
 fi
 
@@ -297,13 +320,13 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     for lm in lm nolm; do
       p=$([ $lm = lm ] || echo nolm_); graph=graph$([ $lm = lm ] || echo _nolm)
       lm_dir=$([ $lm = lm ] && echo "$hmm_lang_test" || echo "$hmm_lang_nolm")
-      if ! stage_is_done "$gmm/tune_${p}$valid_set"; then
+      if ! stage_is_done "$gmm/tune_${p:-lm_}$valid_set"; then
         $decode_cmd "$gmm/log/tune_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
-          --out-prefix "tune_${p}" --acoustic-scale "$acoustic_scales" "$lm_dir" "$gmm" "data/$valid_set" \
+          --out-prefix "tune_${p:-lm_}" --acoustic-scale "$acoustic_scales" "$lm_dir" "$gmm" "data/$valid_set" \
           || { tail -n 20 "$gmm/log/tune_${p}gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/tune_${p}gmm.log)"; }
-        stage_mark_done "$gmm/tune_${p}$valid_set"
+        stage_mark_done "$gmm/tune_${p:-lm_}$valid_set"
       fi
-      scale=$(python -m asrkt.bin.pick_scale "$gmm/tune_${p}$valid_set")
+      scale=$(python -m asrkt.bin.pick_scale "$gmm/tune_${p:-lm_}$valid_set")
       if ! stage_is_done "$gmm/log/decode_${p}gmm"; then
         # shellcheck disable=SC2046
         $decode_cmd "$gmm/log/decode_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
@@ -317,12 +340,11 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     done
   fi
   for exp in $systems; do
-    for lm in $([ "$objective" = ctc ] && echo lm || echo "lm nolm"); do
-      p=$([ $lm = lm ] || echo nolm_); extra=()
-      if [ "$objective" = hybrid ]; then
-        # The dev set at every acoustic scale (the model runs once), then every set at the best one.
-        extra=(--graph "$gmm/graph$([ $lm = lm ] || echo _nolm)")
-        tune=$exp/tune_${p}$valid_set
+    for variant in $decode_variants; do
+      decode_setup "$variant"
+      if [ "$variant" != greedy ]; then
+        # WFST search: the dev set at every acoustic scale (the model runs once), then every set at the best one.
+        tune=$exp/tune_${p:-lm_}$valid_set
         if ! stage_is_done "$tune"; then
           # shellcheck disable=SC2086
           $decode_cmd "$tune/log/tune.log" python -m asrkt.bin.decode --model "$exp/final.pt" \
@@ -343,7 +365,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
         python -m asrkt.bin.score --decode-dir "$dir" --data-dir "data/$x" --nj "$nj" | grep '%WER'
         stage_mark_done "$dir"
       done
-      python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp" $lm)" --exp-dir "$exp" \
+      python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp" "$variant")" --exp-dir "$exp" \
         --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
     done
   done
@@ -353,7 +375,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     # shellcheck disable=SC2046
     python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets" \
       --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmm"); do
-                    system_name "$exp"; [ "$objective" = ctc ] || system_name "$exp" nolm; done)
+                    for variant in $decode_variants; do system_name "$exp" "$variant"; done; done)
     log "results/ and RESULTS.md now hold this run's records: review and commit them"
   fi
   python -m asrkt.bin.plot_curves $systems --out "$exp_root/curves${tag}.png"
