@@ -43,6 +43,7 @@ seed=1                 # global seed; each training run derives its own from it
 corpus_dir=""          # where the corpus is, passed to local/data.sh (empty: its default)
 data_opts=""           # extra options for local/data.sh, e.g. "--size tiny"
 train_set=train        # training set under data/
+train_fraction=1       # < 1: train on whole speakers covering this fraction of the training utterances
 valid_set=dev          # dev set: learning-rate schedule and model choice
 test_sets="dev test"   # sets decoded in stage 7
 fbank_config=conf/fbank.yaml   # feature extraction config
@@ -81,12 +82,23 @@ if [ $# -ne 0 ]; then
 fi
 
 recipe_start=$(date +%s)
+# --train-fraction F: stages 0-1 make the whole training set, the stages after it train on a subset of whole
+# speakers (data/<train set>_<P>pct, drawn with a fixed seed, so smaller fractions are subsets of larger ones);
+# the dev and test sets stay whole. Its exp folders get _<P>pct in their tag.
+full_train_set=$train_set
+lang_tag=$tag  # data/lang* and LM names: the subset's name already tells them apart
+pct=$(python -c "import sys; f = float(sys.argv[1]); assert 0 < f <= 1; print(round(100 * f))" "$train_fraction" \
+  2> /dev/null) || die "--train-fraction must be a number in (0, 1], got '$train_fraction'"
+if [ "$pct" != 100 ]; then
+  train_set=${train_set}_${pct}pct
+  tag=_${pct}pct${tag}
+fi
 case $objective in
   ctc)
     exp_root=exp
     # The lang dir is named after the training set and the tag, and prepare_lang refuses one made from other text.
-    lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${tag}
-    lm_arpa=data/lm_${train_set}${tag}_${lm_order}g.arpa  # the n-gram LM of the training text (estimate_lm)
+    lang=data/lang_${token_kind}$([ "$token_kind" = char ] || echo "${vocab_size}")_${train_set}${lang_tag}
+    lm_arpa=data/lm_${train_set}${lang_tag}_${lm_order}g.arpa  # n-gram LM of the training text (estimate_lm)
     tlg=${lang}_tlg_${lm_order}g                       # TLG: CTC topology, token lexicon, that LM (make_tlg)
     # Stage 7 scores greedy search (no LM, decode_<set>) and TLG with the LM (decode_lm_<set>, records <name>_lm).
     decode_variants="greedy lm"
@@ -94,7 +106,7 @@ case $objective in
     ;;
   hybrid)
     exp_root=exp/hybrid
-    hmm_lang=data/lang_hmm_${train_set}${tag}   # L.fst, phones, words, topology (prepare_lang_hmm)
+    hmm_lang=data/lang_hmm_${train_set}${lang_tag}   # L.fst, phones, words, topology (prepare_lang_hmm)
     hmm_lang_test=${hmm_lang}_${lm_order}g      # the same plus lm.arpa and G.fst (make_ngram_lm)
     hmm_lang_nolm=${hmm_lang}_nolm              # the same with a uniform word loop as G: scoring without the LM
     gmm=$exp_root/mono${tag}                    # monophone GMM-HMM, its alignments and graph/HCLG.fst
@@ -177,11 +189,11 @@ systems="$teacher $exp_root/student_kt_ft${tag}"
 [ -n "$kt_reg_config" ] && systems="$systems $exp_root/student_kt_reg${tag}"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$train_set,$valid_set,test}"
+  stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$full_train_set,$valid_set,test}"
   if ! stage_is_done data; then
     # shellcheck disable=SC2086
     local/data.sh ${corpus_dir:+--corpus-dir "$corpus_dir"} $data_opts
-    for x in $train_set $valid_set $test_sets; do
+    for x in $full_train_set $valid_set $test_sets; do
       python -m asrkt.bin.validate_data_dir --no-feats "data/$x"
     done
     stage_mark_done data
@@ -191,13 +203,19 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   stage_begin 1 "fbank features and CMVN: data/<set>/wav.scp -> fbank/, data/<set>/{feats,cmvn}.scp"
-  for x in $(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | sort -u); do
+  for x in $(echo "$full_train_set $valid_set $test_sets" | tr ' ' '\n' | sort -u); do
     stage_is_done "exp/make_fbank/$x" && continue
     utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --fbank-config "$fbank_config" \
       "data/$x" "exp/make_fbank/$x" fbank
     stage_mark_done "exp/make_fbank/$x"
   done
   stage_end
+fi
+
+if [ "$train_set" != "$full_train_set" ] && [ $stop_stage -ge 2 ] && ! stage_is_done "data/$train_set"; then
+  log "training on ${pct} % of data/$full_train_set (whole speakers): data/$train_set"
+  python -m asrkt.bin.subset_data_dir --fraction "$train_fraction" --seed 1 "data/$full_train_set" "data/$train_set"
+  stage_mark_done "data/$train_set"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
