@@ -360,3 +360,38 @@ def test_pick_best_scale(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pick_scale([str(tune)])
     assert "acwt_0.3/score.yaml: no WER in this decode" in capsys.readouterr().err
+
+
+def test_data_size_chart_and_anchors(tmp_path, capsys):
+    """Families <system>_<P>pct at several sizes make results_by_size.png; local/anchors.yaml is a table of its
+    own, and a malformed one is named."""
+    from asrkt.bin import make_results as make_results_bin
+    from asrkt.score.results import size_curves, system_of_family
+
+    recipe = tmp_path / "an4"
+    recs = []
+    for size, hours in (("_25pct", 0.16), ("_50pct", 0.32), ("", 0.63)):
+        for seed, wer in ((1, 30.0), (2, 34.0)):
+            r = record(f"student_kt_ft{size}" + (f"_seed{seed}" if seed > 1 else ""), seed, wer, wer - 1,
+                       group="lstm_kt_finetune")
+            r["data"] = {"utts": int(hours * 1000), "hours": hours}
+            recs.append(r)
+    write_records(recipe, recs, where="exp/results")
+    assert system_of_family("student_kt_ft_25pct") == "student_kt_ft" == system_of_family("student_kt_ft")
+    curves = size_curves(recs, "test")
+    assert [h for h, _, _ in curves["student_kt_ft"]] == [0.16, 0.32, 0.63]
+    assert curves["student_kt_ft"][0][1:] == pytest.approx((31.0, 2 ** 0.5 * 2))
+    (recipe / "local").mkdir()
+    (recipe / "local" / "anchors.yaml").write_text(
+        "anchors:\n- {system: ESPnet Transformer, test_wer: 7.4, source: espnet egs2/an4}\n")
+    out = make_results_bin.main(["--recipe-dir", str(recipe), "--dev-set", "dev", "--test-sets", "dev test",
+                                 "--promote", "all"])
+    text = out.read_text()
+    assert "![WER against training-data size](results/results_by_size.png)" in text
+    assert (recipe / "results" / "results_by_size.png").stat().st_size > 1000
+    assert "| ESPnet Transformer | - | 7.4 | espnet egs2/an4 |" in text
+    (recipe / "local" / "anchors.yaml").write_text("anchors:\n- {system: x}\n")
+    with pytest.raises(SystemExit):
+        make_results_bin.main(["--recipe-dir", str(recipe), "--dev-set", "dev", "--test-sets", "dev test",
+                               "--promote", "all"])
+    assert "anchors.yaml: expected 'anchors:' with a list" in capsys.readouterr().err

@@ -12,7 +12,9 @@ committed ``RESULTS.md`` and ``results/results.png``: making a run a reference r
 Rows are grouped by each record's ``group`` field (teacher / LSTM from scratch / KT + fine-tuning /
 KT-regularised); records of one system that differ only by seed (``name`` and ``name_seedN``) are one row
 with mean ± std. The dev and evaluation columns are the recipe's sets (--dev-set, --test-sets; without them,
-the set names are guessed from dev/valid/val/dev_clean and test/eval/test_clean).
+the set names are guessed from dev/valid/val/dev_clean and test/eval/test_clean). Systems trained at several
+data sizes (kt.sh --train-fraction: families named ``<system>_<P>pct``) get ``results_by_size.png`` too, WER
+against training hours; published results in ``<recipe>/local/anchors.yaml`` are shown in a table of their own.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from asrkt.score.results import load_records, plot_results, render_comparison, render_markdown
+from asrkt.score.results import (eval_sets, guess_set_names, load_records, plot_by_data_size, plot_results,
+                                 render_comparison, render_markdown)
 from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.cli import main_wrapper
+from asrkt.utils.config import load_yaml
 from asrkt.utils.errors import fail
 from asrkt.utils.logging import setup_logging
 
@@ -48,13 +52,35 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def write_tables(records, out: Path, png: Path, dev, tests, source: str) -> None:
-    try:
-        png_rel = png.resolve().relative_to(out.resolve().parent).as_posix()
-    except ValueError:
-        png_rel = str(png.resolve())
+ANCHORS = "local/anchors.yaml"  # published results on the corpus, shown beside ours
+
+
+def load_anchors(recipe_dir: Path) -> list[dict]:
+    path = recipe_dir / ANCHORS
+    if not path.is_file():
+        return []
+    anchors = load_yaml(path).get("anchors")
+    if not isinstance(anchors, list) or not all(isinstance(a, dict) and {"system", "test_wer", "source"} <= set(a)
+                                                for a in anchors):
+        raise fail("expected 'anchors:' with a list of {system, test_wer, source[, dev_wer, note]}", path)
+    return anchors
+
+
+def write_tables(records, out: Path, png: Path, dev, tests, source: str, anchors=()) -> None:
+    def rel(p: Path) -> str:
+        try:
+            return p.resolve().relative_to(out.resolve().parent).as_posix()
+        except ValueError:
+            return str(p.resolve())
+
     plot_results(records, png, dev, tests)
-    atomic_write_text(out, render_markdown(records, png_name=png_rel, dev=dev, test_sets=tests, source=source))
+    size_png = png.with_name(png.stem + "_by_size.png")
+    if dev is None and tests is None:
+        dev, tests = guess_set_names(records)
+    evals = eval_sets(dev, tests) or [dev]
+    has_sizes = plot_by_data_size(records, size_png, evals[0]) if evals[0] else False
+    atomic_write_text(out, render_markdown(records, png_name=rel(png), dev=dev, test_sets=tests, source=source,
+                                           anchors=list(anchors), size_png_name=rel(size_png) if has_sizes else None))
     logger.info("wrote %s and %s from %d records", out, png, len(records))
 
 
@@ -87,12 +113,12 @@ def main(argv=None):
         promote(results_dir, reference_dir, args.promote)
         out = recipe_dir / "RESULTS.md"
         write_tables(load_records(reference_dir), out, reference_dir / "results.png", dev, tests,
-                     source="results/*.yaml")
+                     source="results/*.yaml", anchors=load_anchors(recipe_dir))
         return out
     out = Path(args.out) if args.out else recipe_dir / "exp" / "RESULTS.md"
     png = Path(args.png) if args.png else recipe_dir / "exp" / "results.png"
     records = load_records(results_dir)
-    write_tables(records, out, png, dev, tests, source=str(results_dir))
+    write_tables(records, out, png, dev, tests, source=str(results_dir), anchors=load_anchors(recipe_dir))
     reference = load_records(reference_dir) if list(reference_dir.glob("*.yaml")) else []
     if reference:
         comparison = render_comparison(records, reference, dev, tests, reference_name=str(recipe_dir / "RESULTS.md"))

@@ -314,10 +314,64 @@ def eval_sets(dev: str | None, test_sets) -> list[str]:
     return [t for t in dict.fromkeys(test_sets or []) if t != dev]
 
 
+SIZE_SUFFIX = re.compile(r"_\d+pct(?=$|_)")  # kt.sh --train-fraction's tag (student_kt_ft_25pct)
+
+
+def system_of_family(family: str) -> str:
+    """The system a family belongs to at any training-data size: the family minus its ``_<P>pct`` tag."""
+    return SIZE_SUFFIX.sub("", family)
+
+
+def size_curves(records: list[dict], set_name: str) -> dict[str, list[tuple[float, float, float]]]:
+    """``{system: [(training hours, mean WER, std), ...]}`` sorted by hours, for systems seen at two or more
+    training-data sizes (kt.sh --train-fraction)."""
+    points: dict[str, list] = {}
+    for row in group_rows(records):
+        vals = row.values(set_name)
+        hours = (row.records[0].get("data") or {}).get("hours")
+        if vals and hours:
+            points.setdefault(system_of_family(row.family), []).append(
+                (float(hours), statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0))
+    return {k: sorted(v) for k, v in points.items() if len({h for h, _, _ in v}) > 1}
+
+
+def plot_by_data_size(records: list[dict], out_png, set_name: str) -> bool:
+    """Line plot of ``set_name`` WER against training hours, one line per system (error bars: std over seeds).
+    False (nothing written) when no system was trained at more than one data size."""
+    curves = size_curves(records, set_name)
+    if not curves:
+        return False
+    fig = new_figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for system, pts in sorted(curves.items()):
+        hours, means, stds = zip(*pts)
+        ax.errorbar(hours, means, yerr=stds, marker="o", capsize=3, label=system)
+    ax.set_xlabel("training data (hours)")
+    ax.set_ylabel(f"{set_name} WER (%)")
+    ax.set_title(f"{', '.join(sorted({r['corpus'] for r in records}))}: {set_name} WER against training data")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_png(fig, out_png, dpi=120)
+    return True
+
+
+def render_anchors(anchors: list[dict]) -> list[str]:
+    """Markdown lines of published results on the corpus (``local/anchors.yaml``: system, test_wer, source and
+    optionally dev_wer, note), shown beside ours, never mixed into our rows."""
+    out = ["## Published results on this corpus (anchors, not ours)", "",
+           "| system | dev WER | test WER | source |", "|---|---|---|---|"]
+    for a in anchors:
+        note = f" ({a['note']})" if a.get("note") else ""
+        out.append(f"| {a['system']}{note} | {a.get('dev_wer', '-')} | {a['test_wer']} | {a['source']} |")
+    return out + [""]
+
+
 def render_markdown(records: list[dict], png_name: str | None = "results/results.png", dev: str | None = None,
-                    test_sets=None, source: str = "results/*.yaml") -> str:
+                    test_sets=None, source: str = "results/*.yaml", anchors=None,
+                    size_png_name: str | None = None) -> str:
     """The whole RESULTS.md text from the records; ``dev`` and ``test_sets`` are the recipe's set names
-    (guessed from the records only when both are None)."""
+    (guessed from the records only when both are None); ``anchors``: published results shown beside ours;
+    ``size_png_name``: the WER-against-data-size chart, when there is one."""
     if dev is None and test_sets is None:
         dev, test_sets = guess_set_names(records)
     tests = eval_sets(dev, test_sets)
@@ -328,6 +382,8 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
            "(do not edit by hand). WER/CER in %; with several seeds, mean ± sample standard deviation.", ""]
     if png_name:
         out += [f"![{tests[0] if tests else dev or 'test'} WER per system]({png_name})", ""]
+    if size_png_name:
+        out += [f"![WER against training-data size]({size_png_name})", ""]
     header = ["system", "data", "seed", f"{dev or 'dev'} WER"]
     for t in tests:
         header += [f"{t} WER", f"{t} CER"]
@@ -349,6 +405,8 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
             cells += [epochs, fmt_time(statistics.mean(times)) if times else "-", commits]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    if anchors:
+        out += render_anchors(anchors)
     ordered = [rec for row in rows for rec in row.records]  # table order: by group, then system, then seed
     out += ["## Kaldi-style scores", "", "```"]
     for rec in ordered:
