@@ -101,3 +101,16 @@ def test_helpers_check_their_arguments(tmp_path):
         proc = run_script(tmp_path, call + "\n")
         assert proc.returncode == 1
         assert f"ERROR: usage: {call.split()[0]}" in proc.stderr
+
+
+def test_check_stages_refuses_what_would_run_nothing(tmp_path):
+    """kt.sh's --stage/--stop-stage check (issue 16: '--stage foo' used to print 'integer expression expected'
+    eight times and then 'Successfully finished')."""
+    assert run_script(tmp_path, "check_stages 0 100 7\ncheck_stages 7 7 7\n").returncode == 0
+    for args, message in (("foo 100", "--stage and --stop-stage take a whole number, got 'foo'"),
+                          ("3 -1", "--stage and --stop-stage take a whole number, got '-1'"),
+                          ("9 100", "--stage 9: there is no such stage \\(the last is 7\\)"),
+                          ("5 3", "--stage 5 comes after --stop-stage 3: nothing would run")):
+        proc = run_script(tmp_path, f"check_stages {args} 7\necho not reached\n")
+        assert proc.returncode == 1 and "not reached" not in proc.stdout
+        assert re.fullmatch(STAMP + r" \(demo\.sh:3:main\) ERROR: " + message + "\n", proc.stderr), proc.stderr

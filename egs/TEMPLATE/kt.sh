@@ -81,6 +81,7 @@ if [ $# -ne 0 ]; then
   log "unexpected arguments: $*"; echo "$help_message" >&2; exit 1
 fi
 
+check_stages "$stage" "$stop_stage" 7
 recipe_start=$(date +%s)
 # --train-fraction F: stages 0-1 make the whole training set, the stages after it train on a subset of whole
 # speakers (data/<train set>_<P>pct, drawn with a fixed seed, so smaller fractions are subsets of larger ones);

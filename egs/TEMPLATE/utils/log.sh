@@ -36,6 +36,17 @@ die() {
   exit 1
 }
 
+# check_stages STAGE STOP_STAGE LAST: both whole numbers, STAGE <= LAST and STAGE <= STOP_STAGE, else one error
+# line and exit 1 (a range that runs nothing is a mistake, not a success).
+check_stages() {
+  local x
+  for x in "$1" "$2"; do
+    [[ $x =~ ^[0-9]+$ ]] || { __log_at 1 "ERROR: --stage and --stop-stage take a whole number, got '$x'"; exit 1; }
+  done
+  [ "$1" -le "$3" ] || { __log_at 1 "ERROR: --stage $1: there is no such stage (the last is $3)"; exit 1; }
+  [ "$1" -le "$2" ] || { __log_at 1 "ERROR: --stage $1 comes after --stop-stage $2: nothing would run"; exit 1; }
+}
+
 stage_begin() {
   [ $# -ge 2 ] || { __log_at 1 "ERROR: usage: stage_begin <number> <description>"; exit 1; }
   __stage_number=$1
