@@ -229,3 +229,20 @@ def test_check_tokenizer_text(tmp_path):
         check_tokenizer_text(tmp_path / "lang", other)
     with pytest.raises(AsrktError, match="not a complete lang dir"):
         check_tokenizer_text(tmp_path / "nolang", text)
+
+
+def test_unseen_characters_in_a_dev_text_are_one_warning(tmp_path, caplog):
+    """Issue 16: with a sentencepiece tokenizer, characters never seen in training became <unk> targets
+    silently; now one warning names the text file, the count, the characters and an utterance."""
+    from asrkt.targets.ctc import TokenTargets
+
+    tok = train_tokenizer(TRAIN, tmp_path / "lang", kind="bpe", vocab_size=30)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "text").write_text("a ONE TWO\nb ONE QQ\nc ZERO J\n")
+    with caplog.at_level("WARNING"):
+        targets = TokenTargets(dev, ["a", "b", "c"], tok)
+    assert 1 in targets.targets["b"] and 1 not in targets.targets["a"]
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{dev / 'text'}: 2 of 3 transcripts hold the characters 'J' 'Q' unknown to the tokenizer" in line
+    assert "(e.g. utterance 'b')" in line

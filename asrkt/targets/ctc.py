@@ -57,6 +57,24 @@ class TokenTargets(TargetSource):
             if not ids:
                 raise fail("empty transcript", text_path, u)
             self.targets[u] = ids
+        warn_unknown_tokens(text_path, {u: text[u] for u in utts}, self.targets, tokenizer)
+
+
+def warn_unknown_tokens(text_path, text: dict[str, str], targets: dict[str, list[int]], tokenizer) -> int:
+    """One warning line when transcripts hold what the tokenizer never saw in training (sentencepiece maps it to
+    <unk>, which no model can output: those tokens count as errors in every token error rate). Returns the
+    number of such utterances."""
+    unk = tokenizer.tokens.index(tokenizer.UNK) if tokenizer.UNK in tokenizer.tokens else None
+    bad = [u for u, ids in targets.items() if unk is not None and unk in ids]
+    if bad:
+        known = set("".join(t for t in tokenizer.tokens))
+        chars = sorted({c for u in bad for c in text[u] if c not in known and not c.isspace()})
+        logger.warning("%s: %d of %d transcripts hold %s unknown to the tokenizer %s (e.g. utterance '%s'), "
+                       "which become <unk> targets that no model outputs: retrain the tokenizer on text that "
+                       "covers them, or expect them counted as errors", text_path, len(bad), len(targets),
+                       "the characters " + " ".join(repr(c) for c in chars) if chars else "pieces",
+                       tokenizer.lang_dir, bad[0])
+    return len(bad)
 
 
 class GreedyCtcDecoder:
