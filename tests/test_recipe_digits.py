@@ -124,3 +124,19 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert tree_hashes(recipe, source_files) == sources_before
     changed = {f for f, h in tracked_egs_hashes(repo_root).items() if egs_before.get(f) != h}
     assert not changed, f"the recipe run changed tracked files under egs/: {sorted(changed)}"
+
+    # --overwrite true on a training stage: a config that does not resolve leaves the old model as it was; one that
+    # does keeps the old system as exp/teacher.old (issue 16: it used to be deleted before the config was read).
+    teacher = recipe / "exp/teacher/final.pt"
+    sha = hashlib.sha1(teacher.read_bytes()).hexdigest()
+    (recipe / "conf/teacher_typo.yaml").write_text("include: teacher.yaml\nmodel:\n  dnn:\n    hiden_units: 8\n")
+    proc = subprocess.run(["./run.sh", "--data-opts", "--size tiny", "--stage", "3", "--stop-stage", "3",
+                           "--overwrite", "true", "--teacher-config", "conf/teacher_typo.yaml"],
+                          cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "unknown config key 'model.dnn.hiden_units'" in proc.stderr
+    assert "exp/teacher is left as it was" in proc.stderr
+    assert hashlib.sha1(teacher.read_bytes()).hexdigest() == sha and (recipe / "exp/teacher/.done").is_file()
+    out = _run(recipe, "--stage", "3", "--stop-stage", "3", "--overwrite", "true")
+    assert "the previous exp/teacher is kept as exp/teacher.old" in out
+    assert hashlib.sha1((recipe / "exp/teacher.old/final.pt").read_bytes()).hexdigest() == sha
+    assert (recipe / "exp/teacher/.done").is_file()

@@ -137,10 +137,25 @@ post_dir() { echo "$teacher/post_$1"; }
 # train_system EXP CONFIG [extra train options]: one training run through $train_cmd (this machine or a
 # cluster, as cmd.sh says); resumes from its checkpoints, starts over with --overwrite true. Its log is
 # followed on the terminal, so that the progress shows wherever the job runs.
+# set_aside EXP CONFIG [train options]: --overwrite true and EXP exists: the config must resolve first (a typo
+# must not cost the old model), then EXP moves to EXP.old (replacing an older one): nothing is deleted until the
+# next overwrite of the same system.
+set_aside() {
+  local exp=$1 config=$2; shift 2
+  if ! "$overwrite" || [ ! -e "$exp" ]; then return 0; fi
+  # shellcheck disable=SC2086
+  python -m asrkt.bin.train --print-config --config "$config" --train-dir "data/$train_set" \
+    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args > /dev/null \
+    || die "the config $config does not resolve (the error above): $exp is left as it was"
+  rm -rf "$exp.old"
+  mv "$exp" "$exp.old"
+  log "--overwrite true: the previous $exp is kept as $exp.old until the next overwrite"
+}
+
 train_system() {
   local exp=$1 config=$2 job_log pid; shift 2
-  if stage_is_done "$exp"; then return 0; fi
-  if "$overwrite"; then rm -rf "$exp"; fi
+  if [ -e "$exp/.done" ] && ! "$overwrite"; then stage_is_done "$exp"; return 0; fi  # (logs that it is done)
+  set_aside "$exp" "$config" "$@"
   job_log=$exp/log/train_job.log
   mkdir -p "$exp/log"
   rm -f "$job_log"  # the launcher appends; the trainer keeps its own $exp/log/train.log across resumes
@@ -304,7 +319,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     pids=()
     for r in "${runs[@]}"; do
       IFS='|' read -r exp config extra <<< "$r"
-      if "$overwrite"; then rm -rf "$exp"; fi  # before its log opens: train_system would remove it under us
+      set_aside "$exp" "$config" $extra  # before its log opens: train_system would move it under us
       mkdir -p "$exp/log"
       log "training $exp in the background; follow it in $exp/log/train_job.log"
       # shellcheck disable=SC2086

@@ -10,5 +10,6 @@ opts=(
   --corpus-dir ""                # where the corpus lives (read by local/data.sh)
   --test-sets "dev test"         # decoded in stage 7
   --token-kind char              # output units: char, or bpe/unigram with --vocab-size N
+  --lexicon ""                   # --objective hybrid: pronunciation lexicon (WORD PH1 PH2 ...; WORD(2) alternates)
 )
 exec ./kt.sh "${opts[@]}" "$@"
