@@ -121,8 +121,10 @@ def test_setup_copies_the_commented_template_configs(fake_repo):
     proc = setup_sh(fake_repo, "egs/mycorpus")
     assert proc.returncode == 0, proc.stderr
     conf = fake_repo / "egs" / "mycorpus" / "conf"
-    assert sorted(p.name for p in conf.iterdir()) == names
-    for name in names:
+    assert sorted(p.name for p in conf.iterdir()) == sorted(names + ["hybrid"])  # hybrid/: --objective hybrid
+    assert sorted(p.name for p in (conf / "hybrid").iterdir()) == sorted(
+        n for n in names if n != "fbank.yaml")  # each a variant of the CTC config of its name
+    for name in names + [f"hybrid/{n}" for n in names if n != "fbank.yaml"]:
         assert not (conf / name).is_symlink() and (conf / name).read_text() == (TEMPLATE / "conf" / name).read_text()
     assert "sample_rate" in proc.stdout
 
@@ -135,6 +137,8 @@ def test_template_configs_resolve():
     assert resolve(FbankConfig, TEMPLATE / "conf" / "fbank.yaml").sample_rate == 16000
     for name in ("teacher", "student_kt", "finetune", "student_scratch", "student_kt_reg"):
         resolve(TrainConfig, TEMPLATE / "conf" / f"{name}.yaml")
+        hybrid = resolve(TrainConfig, TEMPLATE / "conf" / "hybrid" / f"{name}.yaml")
+        assert hybrid.objective == "frame_ce" and hybrid.model.subsampling == 1
 
 
 def test_setup_copies_template_configs(fake_repo):
@@ -224,7 +228,7 @@ def test_template_run_sh_hands_over_to_kt_sh(fake_repo):
     proc = bash("./run.sh --stage 3 --corpus-dir '/data/my corpus'", cwd=recipe)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["--corpus-dir", "", "--test-sets", "dev test", "--token-kind", "char",
-                                        "--stage", "3", "--corpus-dir", "/data/my corpus"]
+                                        "--lexicon", "", "--stage", "3", "--corpus-dir", "/data/my corpus"]
 
 
 RECIPES = sorted(d for d in EGS.iterdir() if (d / "run.sh").is_file())
