@@ -264,3 +264,21 @@ def test_tri_model_builds_a_graph_and_decodes(tri):
     # Tolerance: at most one word error at the best scale (as the monophone test: mix-up draws from C's rand())
     errors = [int(s["kaldi_line"].split("[")[1].split("/")[0]) for s in scores.values()]
     assert min(errors) <= 1, [s["kaldi_line"] for s in scores.values()]
+
+
+def test_boost_silence_scales_only_the_silence_likelihoods(tri):
+    from asrkt.hmm.gmm import MonoModel
+    from asrkt.hmm.kaldi import khg as k
+    from asrkt.hmm.lang import read_symbols
+    from asrkt.hmm.tri import boost_silence
+
+    root, lang, _, _, _, _ = tri
+    model = MonoModel.load(root / "tri")
+    sil = read_symbols(lang / "phones.txt")["SIL"]
+    boosted = boost_silence(model, [sil], 1.25)
+    _, sil_pdfs = k.get_pdfs_for_phones(model.trans_model, [sil])
+    x = np.random.default_rng(0).normal(size=model.am.dim).astype(np.float32)
+    for pdf in range(model.num_pdfs):
+        diff = boosted.am.log_likelihood(pdf, x) - model.am.log_likelihood(pdf, x)
+        assert diff == pytest.approx(math.log(1.25) if pdf in sil_pdfs else 0.0, abs=1e-4)
+    assert boost_silence(model, [sil], 1.0) is model

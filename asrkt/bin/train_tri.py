@@ -45,6 +45,9 @@ def main(argv=None):
     parser.add_argument("--thresh", type=float, default=o.thresh, help="minimum log-likelihood gain of a split")
     parser.add_argument("--cluster-thresh", type=float, default=o.cluster_thresh,
                         help="leaf merging threshold (<0: the smallest split's gain, 0: no merging)")
+    parser.add_argument("--boost-silence", type=float, default=o.boost_silence,
+                        help="scale of the optional silence's likelihood in the re-alignments (Kaldi's "
+                             "gmm-boost-silence; 1.0: none)")
     parser.add_argument("--beam", type=float, default=o.beam)
     parser.add_argument("--retry-beam", type=float, default=o.retry_beam)
     parser.add_argument("--max-utts", type=int, default=0, help="train on the first N utterances only (0: all)")
@@ -70,7 +73,7 @@ def main(argv=None):
     opts = TriOptions(num_leaves=args.num_leaves, tot_gauss=args.tot_gauss, num_iters=args.num_iters,
                       max_iter_inc=args.max_iter_inc, realign_iters=tuple(int(x) for x in args.realign_iters.split()),
                       thresh=args.thresh, cluster_thresh=args.cluster_thresh, beam=args.beam,
-                      retry_beam=args.retry_beam, max_utts=args.max_utts)
+                      retry_beam=args.retry_beam, boost_silence=args.boost_silence, max_utts=args.max_utts)
     alis = train_tri(args.data_dir, args.lang_dir, args.mono_dir, exp, opts, ali_dir=args.ali_dir,
                      align_dirs=args.align_data)
     model = MonoModel.load(exp)

@@ -19,7 +19,9 @@ What :func:`train_tri` does (Kaldi's defaults in brackets):
    its phone, HMM state, transition index and the new tree's pdf for its phone context.
 6. **Iterations** [35]: accumulate, re-estimate, mix up (``tot_gauss`` [10000] reached linearly over
    ``max_iter_inc`` [25] iterations, starting from one Gaussian per leaf), re-align on ``realign_iters`` [10 20
-   30] with beam 10 / retry beam 40 -- :mod:`asrkt.hmm.gmm`'s functions, as for the monophones.
+   30] with beam 10 / retry beam 40 -- :mod:`asrkt.hmm.gmm`'s functions, as for the monophones -- with the
+   optional silence's likelihood scaled by ``boost_silence`` [1.0] (``gmm-boost-silence``; many Kaldi recipes
+   pass 1.25) in the re-alignments.
 7. **Final alignments** of the training set and any ``align_dirs`` (as ``train_mono``).
 
 The model is a :class:`asrkt.hmm.gmm.MonoModel` (the same container: transition model, AmDiagGmm, tree), so
@@ -171,6 +173,27 @@ def convert_alignment(old: TransitionInfo, new: TransitionInfo, tree_root, ali, 
     return out
 
 
+def boost_silence(model, phones, boost: float):
+    """``gmm-boost-silence``: a copy of ``model`` whose pdfs of ``phones`` have their mixture weights times
+    ``boost`` (their likelihoods times ``boost``); ``model`` itself when ``boost`` is 1."""
+    from dataclasses import replace
+
+    from asrkt.hmm.kaldi import khg
+
+    if boost == 1.0 or not phones:
+        return model
+    ok, pdfs = khg.get_pdfs_for_phones(model.trans_model, sorted(phones))
+    if not ok:
+        logger.warning("boost_silence: the silence phones share pdfs with other phones (boosted anyway)")
+    am = khg.AmDiagGmm()
+    am.copy_from_am_diag_gmm(model.am)
+    for pdf in pdfs:
+        gmm = am.get_pdf(pdf)  # a reference into the copy
+        gmm.set_weights((np.asarray(gmm.weights, dtype=np.float64) * boost).astype(np.float32))
+        gmm.compute_gconsts()
+    return replace(model, am=am)
+
+
 # ----------------------------------------------------------------------------------------------- init
 def init_tri_model(tree_root, N: int, P: int, stats, topo_text: str, feature_opts, old_model=None,
                    var_floor: float = 0.01):
@@ -237,6 +260,7 @@ class TriOptions:
     num_iters: int = 35
     max_iter_inc: int = 25
     realign_iters: tuple = (10, 20, 30)
+    boost_silence: float = 1.0  # gmm-boost-silence of the optional-silence phone before each realignment
     power: float = 0.25
     beam: float = 10.0
     retry_beam: float = 40.0
@@ -331,6 +355,8 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
     ci = _int_lines(Path(lang_dir) / "phones" / "context_indep.int") \
         if (Path(lang_dir) / "phones" / "context_indep.int").is_file() else []
     ci = sorted(p for line in ci for p in line)
+    sil_file = Path(lang_dir) / "phones" / "optional_silence.int"
+    sil = [p for line in _int_lines(sil_file) for p in line] if sil_file.is_file() else []
     stats = accumulate_tree_stats(old_info, mono_alis, feats, ci, N, P)
     logger.info("tree statistics: %d events over %.0f frames", len(stats), stats.count.sum())
     root, tree_info, questions = build_questions_and_tree(stats, lang_dir, topo_text, opts)
@@ -355,7 +381,8 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
         if it in opts.realign_iters:
             aopts = AlignOptions(beam=opts.beam, retry_beam=opts.retry_beam, acoustic_scale=opts.acoustic_scale,
                                  transition_scale=opts.transition_scale, self_loop_scale=opts.self_loop_scale)
-            alis, astats = align_set(model, utts, graphs, feats, aopts, what=f"iteration {it}: ")
+            alis, astats = align_set(boost_silence(model, sil, opts.boost_silence), utts, graphs, feats, aopts,
+                                     what=f"iteration {it}: ")
             if not alis:
                 raise AsrktError(f"iteration {it}: no utterance aligned")
         accs, tstats, like, frames = accumulate(model, alis, feats)
