@@ -279,3 +279,22 @@ def test_make_fbank_sh(tiny_data_dir, tmp_path):
     for name in ("feats.scp", "cmvn.scp", "utt2num_frames", "feats_info.yaml"):
         assert not (tiny_data_dir / name).exists(), name
     assert not list((tmp_path / "fbank").glob("raw_fbank_data.2.*"))
+
+
+def test_stereo_is_one_warning_and_a_truncated_wav_an_error(tmp_path, capsys):
+    """Issue 16: a stereo WAV silently used channel 0; a WAV truncated after data preparation gave fewer frames
+    while utt2dur disagreed, silently."""
+    data = make_data_dir(tmp_path / "d", num_speakers=1)
+    wav_scp = read_table(data / "wav.scp")
+    x, rate = soundfile.read(wav_scp["spk0-u1"], dtype="float32")
+    soundfile.write(wav_scp["spk0-u1"], np.stack([x, 0.5 * x], axis=1), rate, subtype="PCM_16")
+    write_table(data / "utt2dur", {u: f"{0.5 + 0.25 * i:.3f}" for i, u in enumerate(sorted(wav_scp))})
+    code, err = run_cli(fbank_cli.main, [data, f"ark:{tmp_path}/a.ark"], capsys)
+    assert code == 0, err
+    assert f"{data}/wav.scp: 1 recording(s) have 2 channels (e.g. utterance 'spk0-u1'): only channel 0 is used" in err
+    path = Path(wav_scp["spk0-u2"])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # half the bytes, the header unchanged
+    code, err = run_cli(fbank_cli.main, [data, f"ark:{tmp_path}/b.ark"], capsys)
+    assert code == 1
+    assert (f"{data}/utt2dur, utterance 'spk0-u2': the audio lasts 0.499 s but utt2dur says 1.000 s: the file was "
+            "truncated or changed after data preparation") in err

@@ -49,18 +49,19 @@ def _parse_segment(utt: str, value: str, path, wav_scp: dict) -> tuple[str, floa
     return rec, start, end
 
 
-def utterance_audio(data_dir: Path):
+def utterance_audio(data_dir: Path, channels_seen: dict | None = None):
     """Yield ``(utt, samples, rate, source)`` for every utterance of ``data_dir`` in C order.
 
     With a ``segments`` file the utterances are its entries, cut from the recordings of wav.scp (each
     recording read once when its segments are consecutive); ``source`` is the table to blame in errors.
+    ``channels_seen``: see :func:`asrkt.features.audio.read_audio`.
     """
     wav_path = data_dir / "wav.scp"
     wav_scp = read_table(wav_path)
     seg_path = data_dir / "segments"
     if not seg_path.is_file():
         for utt in c_sorted(wav_scp):
-            samples, rate = read_audio(wav_scp[utt], utt=utt, source=wav_path)
+            samples, rate = read_audio(wav_scp[utt], utt=utt, source=wav_path, channels_seen=channels_seen)
             yield utt, samples, rate, wav_path
         return
     segments = read_table(seg_path)
@@ -68,7 +69,7 @@ def utterance_audio(data_dir: Path):
     for utt in c_sorted(segments):
         rec, start, end = _parse_segment(utt, segments[utt], seg_path, wav_scp)
         if rec != cached_rec:
-            cached_rec, cached = rec, read_audio(wav_scp[rec], utt=utt, source=wav_path)
+            cached_rec, cached = rec, read_audio(wav_scp[rec], utt=utt, source=wav_path, channels_seen=channels_seen)
         samples, rate = cached
         first = int(round(start * rate))
         last = samples.size if end == -1 else int(round(end * rate))
@@ -95,9 +96,12 @@ def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, 
     progress = Progress(total, desc="fbank")
     num_frames = 0
     resampled: dict[int, list] = {}  # audio rate -> [count, first utterance, source]: one warning per rate
+    channels: dict[int, list] = {}  # channels -> [count, first utterance] of multi-channel recordings
+    utt2dur = read_table(data_dir / "utt2dur") if (data_dir / "utt2dur").is_file() else {}
     try:
         with MatrixWriter(wspecifier) as writer:
-            for utt, samples, rate, source in utterance_audio(data_dir):
+            for utt, samples, rate, source in utterance_audio(data_dir, channels):
+                check_duration(samples.size / rate, utt2dur.get(utt), utt, data_dir / "utt2dur")
                 feats = compute_fbank(samples, rate, cfg, utt=utt, source=source)
                 if rate != cfg.sample_rate:
                     resampled.setdefault(rate, [0, utt, source])[0] += 1
@@ -108,7 +112,28 @@ def compute_data_dir(data_dir, wspecifier: str, cfg: FbankConfig) -> tuple[int, 
         progress.close()
     for rate, (count, example, source) in sorted(resampled.items()):
         logger.warning("%s", resample_message(cfg, rate, count, total, example, source))
+    for n, (count, example) in sorted(channels.items()):
+        logger.warning("%s/wav.scp: %d recording(s) have %d channels (e.g. utterance '%s'): only channel 0 is used, "
+                       "as Kaldi does; give wav.scp a command that mixes or picks the channel ('sox x.wav -t wav - "
+                       "remix 1,2 |') if that is not what you want", data_dir, count, n, example)
     return total, num_frames
+
+
+DURATION_TOLERANCE_S = 0.05  # utt2dur is written with 2-3 decimals; a truncated file is off by far more
+
+
+def check_duration(seconds: float, expected, utt: str, utt2dur_path: Path) -> None:
+    """The audio read must last what utt2dur says (when it says anything): a file truncated or replaced after data
+    preparation would otherwise give fewer frames silently."""
+    if expected is None:
+        return
+    try:
+        expected = float(expected)
+    except ValueError:
+        raise fail(f"duration must be a number, got '{expected}'", utt2dur_path, utt) from None
+    if abs(seconds - expected) > DURATION_TOLERANCE_S:
+        raise fail(f"the audio lasts {seconds:.3f} s but utt2dur says {expected:.3f} s: the file was truncated or "
+                   "changed after data preparation (redo stage 0, or fix the audio)", utt2dur_path, utt)
 
 
 @main_wrapper

@@ -21,11 +21,14 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(samples, int(to_rate) // g, int(from_rate) // g).astype(np.float32)
 
 
-def read_audio(entry: str, utt: str | None = None, source=None) -> tuple[np.ndarray, int]:
+def read_audio(entry: str, utt: str | None = None, source=None, channels_seen: dict | None = None
+               ) -> tuple[np.ndarray, int]:
     """Read one ``wav.scp`` value: a path, or a command ending in ``|`` whose stdout is a WAV/FLAC.
 
     Returns mono float32 samples in [-1, 1] and the sample rate. Errors name ``source`` (the wav.scp
-    file) and the utterance. Multi-channel audio takes the first channel, as Kaldi does by default.
+    file) and the utterance. Multi-channel audio takes the first channel, as Kaldi does by default; with
+    ``channels_seen``, it counts such recordings there (``{channels: [count, first utterance]}``) so that the
+    caller can say so once.
     """
     entry = entry.strip()
     try:
@@ -41,4 +44,6 @@ def read_audio(entry: str, utt: str | None = None, source=None) -> tuple[np.ndar
         raise fail(f"cannot read audio '{entry}': {e}", source, utt) from None
     if data.shape[0] == 0:
         raise fail(f"audio '{entry}' is empty (zero samples)", source, utt)
+    if data.shape[1] > 1 and channels_seen is not None:
+        channels_seen.setdefault(data.shape[1], [0, utt])[0] += 1
     return data[:, 0], int(rate)
