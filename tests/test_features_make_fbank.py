@@ -270,15 +270,30 @@ def test_make_fbank_sh(tiny_data_dir, tmp_path):
     assert {p.name for p in (tmp_path / "exp" / "make_fbank").iterdir()} == {"make_fbank_data.1.log",
                                                                            "make_fbank_data.2.log"}
 
-    # A bad wav: the stage fails with the utterance named, and the data dir has no feature tables any more.
+    # A bad wav: the stage fails with the utterance named; the previous feature tables are back and still read
+    # (issue 16: their arks used to be deleted), and nothing of the failed run is left.
+    arks = sorted(p.name for p in (tmp_path / "fbank").iterdir())
+    tables = {n: (tiny_data_dir / n).read_text() for n in ("feats.scp", "cmvn.scp", "utt2num_frames",
+                                                             "feats_info.yaml")}
     wav = Path(read_table(tiny_data_dir / "wav.scp")["spk1-u1"])
+    good = wav.read_bytes()
     wav.write_bytes(b"garbage" * 20)
     proc = run_make_fbank(tmp_path, "--nj", 2, d, "exp/make_fbank", "fbank")
     assert proc.returncode != 0
     assert "utterance 'spk1-u1': cannot read audio" in proc.stderr  # the launcher's tail of the job log
-    for name in ("feats.scp", "cmvn.scp", "utt2num_frames", "feats_info.yaml"):
-        assert not (tiny_data_dir / name).exists(), name
-    assert not list((tmp_path / "fbank").glob("raw_fbank_data.2.*"))
+    assert "the previous feature tables are back" in proc.stderr
+    assert {n: (tiny_data_dir / n).read_text() for n in tables} == tables and not (tiny_data_dir / ".backup").exists()
+    assert sorted(p.name for p in (tmp_path / "fbank").iterdir()) == arks
+    feats = kaldiio.load_scp(str(tiny_data_dir / "feats.scp"))
+    for utt in want:
+        np.testing.assert_array_equal(feats[utt], want[utt])
+    # Once a redo succeeds, only its own arks remain.
+    wav.write_bytes(good)
+    proc = run_make_fbank(tmp_path, "--nj", 2, d, "exp/make_fbank", "fbank")
+    assert proc.returncode == 0, proc.stderr
+    now = sorted(p.name for p in (tmp_path / "fbank").iterdir())
+    assert len(now) == len(arks) and not set(now) & set(arks)
+    assert all(v.split(":")[0].rsplit("/", 1)[1] in now for v in read_table(tiny_data_dir / "feats.scp").values())
 
 
 def test_stereo_is_one_warning_and_a_truncated_wav_an_error(tmp_path, capsys):

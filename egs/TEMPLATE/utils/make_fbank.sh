@@ -5,8 +5,10 @@
 #   2. $cmd JOB=1:nj ... python -m asrkt.bin.compute_fbank        -> <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp}
 #   3. python -m asrkt.bin.finish_features                         -> <data-dir>/{feats.scp,utt2num_frames,
 #      cmvn.scp,feats_info.yaml}, <fbank-dir>/cmvn_<name>.ark, then validates the data dir
-# feats.scp and cmvn.scp hold absolute ark paths, so the data dir can be moved. Any failure stops the script
-# (the launcher prints the tail of the failed job's log) and leaves no new feats.scp/cmvn.scp/feats_info.yaml.
+# feats.scp and cmvn.scp hold absolute ark paths, so the data dir can be moved. Each run writes arks of its own
+# (raw_fbank_<name>.<run>.JOB.ark, cmvn_<name>.<run>.ark); the previous run's arks are removed only once this run
+# has succeeded. Any failure stops the script (the launcher prints the tail of the failed job's log), removes this
+# run's arks and puts the previous feature tables back, still pointing at their arks.
 
 # Begin configuration section.
 nj=4             # number of parallel compute_fbank jobs
@@ -52,23 +54,38 @@ mkdir -p "$logdir" "$fbankdir"
 fbankdir=$(cd "$fbankdir" && pwd)   # absolute: the ark paths in feats.scp must not depend on the cwd
 
 start=$SECONDS
+run=$name.$(date +%Y%m%d%H%M%S).$$  # this run's ark names
+tables="feats_info.yaml feats.scp cmvn.scp utt2num_frames"
 log "fbank for $data: $nj jobs, arks in $fbankdir, logs in $logdir/make_fbank_$name.*.log"
-# Set the old feature tables aside (as Kaldi does) before their arks are replaced, so none points at them.
+# Set the old feature tables aside (as Kaldi does) while this run works; their arks are kept until it succeeds.
+rm -rf "$data/.backup"
 if [ -f "$data/feats.scp" ] || [ -f "$data/feats_info.yaml" ]; then
   mkdir -p "$data/.backup"
-  for f in feats_info.yaml feats.scp cmvn.scp utt2num_frames; do
+  for f in $tables; do
     if [ -f "$data/$f" ]; then mv -f "$data/$f" "$data/.backup/$f"; fi
   done
-  log "moved the old feature tables of $data to $data/.backup"
+  log "moved the old feature tables of $data to $data/.backup until this run succeeds"
 fi
+succeeded=false
+on_exit() {
+  "$succeeded" && return
+  rm -f "$fbankdir/raw_fbank_$run".* "$fbankdir/cmvn_$run.ark"
+  if [ -d "$data/.backup" ]; then
+    for f in $tables; do
+      rm -f "$data/$f"
+      if [ -f "$data/.backup/$f" ]; then mv -f "$data/.backup/$f" "$data/$f"; fi
+    done
+    rmdir "$data/.backup" 2> /dev/null || true
+    log "$data: the previous feature tables are back (their arks were kept)"
+  fi
+}
+trap on_exit EXIT
 python -m asrkt.bin.split_data_dir "$data" "$nj" >/dev/null  # it prints the job dirs
-# Shards of an earlier run must not be mistaken for this run's.
-rm -f "$fbankdir/raw_fbank_$name".*.ark "$fbankdir/raw_fbank_$name".*.scp
 
 # On failure the launcher prints the tail of the first failed job's log.
 $cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
   python -m asrkt.bin.compute_fbank "${config_opts[@]}" "$data/split$nj/JOB" \
-  "ark,scp:$fbankdir/raw_fbank_$name.JOB.ark,$fbankdir/raw_fbank_$name.JOB.scp" ||
+  "ark,scp:$fbankdir/raw_fbank_$run.JOB.ark,$fbankdir/raw_fbank_$run.JOB.scp" ||
   die "computing fbank for $data failed (logs: $logdir/make_fbank_$name.*.log)"
 
 # A job that resampled audio says so once in its log; surface it here, where the user looks.
@@ -77,5 +94,11 @@ if grep -qh "were resampled" "$logdir/make_fbank_$name".*.log; then
   grep -h "were resampled" "$logdir/make_fbank_$name".*.log | sed 's/^.*WARNING: //' >&2
 fi
 
-python -m asrkt.bin.finish_features "${config_opts[@]}" --nj "$nj" --name "$name" "$data" "$fbankdir"
+python -m asrkt.bin.finish_features "${config_opts[@]}" --nj "$nj" --name "$run" "$data" "$fbankdir"
+succeeded=true
+rm -rf "$data/.backup"
+# The arks of earlier runs (and of the naming before run stamps) are no longer pointed at.
+for f in "$fbankdir/raw_fbank_$name".* "$fbankdir/cmvn_$name".ark "$fbankdir/cmvn_$name".*.ark; do
+  case $f in "$fbankdir/raw_fbank_$run".* | "$fbankdir/cmvn_$run.ark") ;; *) rm -f "$f" ;; esac
+done
 log "Succeeded creating fbank features and CMVN stats for $name [elapsed=$((SECONDS - start))s]"
