@@ -2,9 +2,27 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
+
+from asrkt.utils.errors import AsrktError
+
+# Errors that mean the output itself could not be written (a full disk or quota, an I/O failure), and the
+# messages torch's writers give for them (no errno: "basic_ios::clear: iostream error", "PytorchStreamWriter
+# failed writing file ...: file write failed").
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+WRITE_FAILURE_TEXT = ("iostream error", "failed writing file", "file write failed")
+
+
+def write_failure(e: BaseException) -> str | None:
+    """Why ``e`` means the disk refused the write (a short reason), or None for any other error."""
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        return os.strerror(e.errno).lower()
+    if isinstance(e, RuntimeError) and any(t in str(e) for t in WRITE_FAILURE_TEXT):
+        return "the write failed (disk full?)"
+    return None
 
 
 def tmp_name(path) -> Path:
@@ -26,11 +44,15 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        reason = write_failure(e)
+        if reason:  # one line naming the file, not a traceback from deep inside a writer
+            raise AsrktError(f"{path}: could not be written: {reason}; the previous {path.name}, if any, is "
+                             "unchanged (free some space and rerun)") from e
         raise
 
 

@@ -5,6 +5,7 @@ import functools
 import logging
 import sys
 
+from asrkt.utils.atomic import write_failure
 from asrkt.utils.errors import AsrktError
 
 
@@ -18,6 +19,14 @@ def main_wrapper(main):
         except AsrktError as e:
             logging.getLogger(main.__module__).debug("failed", exc_info=True)
             print(f"ERROR: {e}", file=sys.stderr)
+            sys.exit(1)
+        except OSError as e:
+            reason = write_failure(e)
+            if reason is None:
+                raise
+            logging.getLogger(main.__module__).debug("failed", exc_info=True)
+            print(f"ERROR: {e.filename or 'an output file'}: {reason} while writing (free some space and rerun)",
+                  file=sys.stderr)
             sys.exit(1)
 
     return wrapped
