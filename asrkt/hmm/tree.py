@@ -218,11 +218,11 @@ def read_tree(path) -> tuple:
 
 def write_tree(root, N: int, P: int, path) -> Path:
     """Kaldi's binary ``tree`` file, written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(b"\x00B" + context_dependency_bytes(root, N, P))
-    tmp.rename(path)
-    return path
+    from asrkt.utils.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        f.write(b"\x00B" + context_dependency_bytes(root, N, P))
+    return Path(path)
 
 
 def to_context_dependency(root, N: int, P: int):

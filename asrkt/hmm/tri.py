@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkt.hmm.tree import PDF_CLASS, map_event
+from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
@@ -367,8 +368,8 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
     logger.info("tree: %d leaves; model %d pdfs; %d alignments converted", tree_info["num_leaves"],
                 model.num_pdfs, len(alis))
     id2phone = {i: p for p, i in read_symbols(Path(lang_dir) / "phones.txt").items()}
-    (exp_dir / "questions.txt").write_text("".join(" ".join(id2phone.get(p, str(p)) for p in q) + "\n"
-                                                   for q in questions))
+    atomic_write_text(exp_dir / "questions.txt", "".join(" ".join(id2phone.get(p, str(p)) for p in q) + "\n"
+                                                         for q in questions))
 
     compiler = GraphCompiler(model, lang_dir)
     graphs = compile_graphs(compiler, utts, words)
@@ -419,7 +420,5 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
             "feature_opts": asdict(fopts), "options": options, "tree": {**tree_info, "events": len(stats),
                                                                       "questions": len(questions)},
             "alignments": align_info, "iterations": history, "seconds": round(time.time() - t0, 1)}
-    tmp = exp_dir / "train_info.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(info, sort_keys=False))
-    tmp.rename(exp_dir / "train_info.yaml")
+    atomic_write_text(exp_dir / "train_info.yaml", yaml.safe_dump(info, sort_keys=False))
     return results
