@@ -140,3 +140,11 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert "the previous exp/teacher is kept as exp/teacher.old" in out
     assert hashlib.sha1((recipe / "exp/teacher.old/final.pt").read_bytes()).hexdigest() == sha
     assert (recipe / "exp/teacher/.done").is_file()
+
+    # A finished system and a changed config: refused with what to do, not skipped as done (issue 16).
+    proc = subprocess.run(["./run.sh", "--data-opts", "--size tiny", "--stage", "3", "--stop-stage", "3",
+                           "--train-args", TINY_TRAIN_ARGS + " --optim.lr 0.123"],
+                          cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "exp/teacher was trained with another config than conf/teacher.yaml" in proc.stderr
+    out = _run(recipe, "--stage", "3", "--stop-stage", "3")  # the same config: done, skipped
+    assert "exp/teacher is done" in out

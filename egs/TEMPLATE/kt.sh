@@ -140,12 +140,21 @@ post_dir() { echo "$teacher/post_$1"; }
 # set_aside EXP CONFIG [train options]: --overwrite true and EXP exists: the config must resolve first (a typo
 # must not cost the old model), then EXP moves to EXP.old (replacing an older one): nothing is deleted until the
 # next overwrite of the same system.
+# config_sha1 EXP CONFIG [train options]: sha1 of the training config as it resolves with these options (the
+# keys that change how a run executes, not what it trains, left out).
+config_sha1() {
+  local exp=$1 config=$2; shift 2
+  # shellcheck disable=SC2086
+  python -m asrkt.bin.train --print-config --config "$config" --train-dir "data/$train_set" \
+    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args \
+    | grep -Ev '^(num_threads|device|log_interval_s|keep_checkpoints):' | sha1sum | cut -d' ' -f1
+  [ "${PIPESTATUS[0]}" -eq 0 ]
+}
+
 set_aside() {
   local exp=$1 config=$2; shift 2
   if ! "$overwrite" || [ ! -e "$exp" ]; then return 0; fi
-  # shellcheck disable=SC2086
-  python -m asrkt.bin.train --print-config --config "$config" --train-dir "data/$train_set" \
-    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args > /dev/null \
+  config_sha1 "$exp" "$config" "$@" > /dev/null \
     || die "the config $config does not resolve (the error above): $exp is left as it was"
   rm -rf "$exp.old"
   mv "$exp" "$exp.old"
@@ -153,8 +162,17 @@ set_aside() {
 }
 
 train_system() {
-  local exp=$1 config=$2 job_log pid; shift 2
-  if [ -e "$exp/.done" ] && ! "$overwrite"; then stage_is_done "$exp"; return 0; fi  # (logs that it is done)
+  local exp=$1 config=$2 job_log pid sha; shift 2
+  sha=$(config_sha1 "$exp" "$config" "$@") \
+    || die "the config $config does not resolve (the error above): $exp is left as it was"
+  if [ -e "$exp/.done" ] && ! "$overwrite"; then
+    # A finished system is reused only for the config it was trained with (.config_sha1; older runs lack it).
+    if [ -f "$exp/.config_sha1" ] && [ "$(cat "$exp/.config_sha1")" != "$sha" ]; then
+      die "$exp was trained with another config than $config (with these options) gives now: --overwrite true" \
+        "retrains it (the old one is kept as $exp.old), or --tag keeps both"
+    fi
+    stage_is_done "$exp"; return 0  # (logs that it is done)
+  fi
   set_aside "$exp" "$config" "$@"
   job_log=$exp/log/train_job.log
   mkdir -p "$exp/log"
@@ -169,6 +187,7 @@ train_system() {
   tail -n +1 -F --pid="$pid" "$job_log" 2> /dev/null || true
   wait "$pid" || die "training $exp failed (log: $job_log)"
   trap - INT TERM
+  echo "$sha" > "$exp/.config_sha1"
   stage_mark_done "$exp"
 }
 
