@@ -355,6 +355,12 @@ def test_pick_best_scale(tmp_path, capsys):
     assert capsys.readouterr().out == "0.083\n"  # 12.0 twice: the nearer to the grid's middle (0.1) wins
     assert best == yaml.safe_load((tune / "best.yaml").read_text())
     assert best["dev_wer_by_scale"] == {"0.05": 14.0, "0.083": 12.0, "0.125": 12.0, "0.2": 19.0}
+    assert "at_grid_edge" not in best
+    (tune / "acwt_0.4").mkdir()
+    (tune / "acwt_0.4" / "score.yaml").write_text(yaml.safe_dump({"wer": 11.0}))
+    assert pick_scale([str(tune)])["at_grid_edge"] is True
+    assert "the best acoustic scale 0.4 is the largest one tried: the best may lie beyond" in capsys.readouterr().err
+    (tune / "acwt_0.4" / "score.yaml").unlink()
     (tune / "acwt_0.3").mkdir()
     (tune / "acwt_0.3" / "score.yaml").write_text(yaml.safe_dump({"utts": 3}))
     with pytest.raises(SystemExit):

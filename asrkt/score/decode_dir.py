@@ -106,6 +106,11 @@ def pick_best_scale(tune_dir) -> dict:
     best = min(wers, key=lambda s: (wers[s], abs(math.log(s / middle))))
     out = {"acoustic_scale": best, "wer": wers[best],
            "dev_wer_by_scale": {f"{s:g}": w for s, w in sorted(wers.items())}}
+    if len(wers) > 2 and best in (min(wers), max(wers)):
+        out["at_grid_edge"] = True
+        logger.warning("%s: the best acoustic scale %g is the %s one tried: the best may lie beyond; widen the "
+                       "grid (the recipe's --acoustic-scales)", tune_dir, best,
+                       "smallest" if best == min(wers) else "largest")
     atomic_write_text(tune_dir / BEST_SCALE, yaml.safe_dump(out, sort_keys=False))
     logger.info("%s: best acoustic scale %g (dev WER %.2f; %s)", tune_dir, best, wers[best],
                 ", ".join(f"{s:g}: {w:.2f}" for s, w in sorted(wers.items())))

@@ -103,7 +103,7 @@ case $objective in
     tlg=${lang}_tlg_${lm_order}g                       # TLG: CTC topology, token lexicon, that LM (make_tlg)
     # Stage 7 scores greedy search (no LM, decode_<set>) and TLG with the LM (decode_lm_<set>, records <name>_lm).
     decode_variants="greedy lm"
-    [ -n "$acoustic_scales" ] || acoustic_scales="0.3 0.5 0.7 1 1.4 2"  # CTC log-probs against the LM
+    [ -n "$acoustic_scales" ] || acoustic_scales="0.5 0.7 1 1.4 2 2.8 4"  # CTC log-probs against the LM
     ;;
   hybrid)
     exp_root=exp/hybrid
@@ -120,8 +120,8 @@ case $objective in
     decode_args="--method hclg $decode_args"
     # Stage 7 scores HCLG with the LM (decode_<set>) and with the word loop (decode_nolm_<set>, <name>_nolm).
     decode_variants="lm nolm"
-    # Kaldi's LM weights 7-15; lower scales (a wider search) cost minutes per set and were never the best on AN4.
-    [ -n "$acoustic_scales" ] || acoustic_scales="0.067 0.083 0.1 0.125 0.15"
+    # Kaldi's LM weights 3-15; lower scales (a wider search) cost minutes per set and were never the best on AN4.
+    [ -n "$acoustic_scales" ] || acoustic_scales="0.067 0.083 0.1 0.125 0.15 0.2 0.25 0.3"
     # conf/hybrid/<name>.yaml (the CTC config included, objective and frame rate overridden) where it exists.
     hybrid_conf() { local h; h=$(dirname "$1")/hybrid/$(basename "$1"); if [ -f "$h" ]; then echo "$h"; else echo "$1"; fi; }
     teacher_config=$(hybrid_conf "$teacher_config"); kt_config=$(hybrid_conf "$kt_config")
