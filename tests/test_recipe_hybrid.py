@@ -1,7 +1,7 @@
 """Smoke run of the digits recipe with --objective hybrid on the tiny corpus: lang from the recipe's lexicon, LM
 from the training text, monophone GMM-HMM and its alignments, HCLG, the DNN teacher and LSTM students on pdf
-targets (frame_ce), decoding on HCLG, the GMM's own decode; then a rerun that skips every stage. Slow (about
-3 minutes on 2 cores), and CI runs it."""
+targets (frame_ce) from a triphone system (tri1), decoding on HCLG, the GMMs' own decodes; then a rerun that skips
+every stage. Slow (about 5 minutes on 2 cores), and CI runs it."""
 from __future__ import annotations
 
 import pytest
@@ -9,12 +9,14 @@ import yaml
 from test_recipe_digits import SYSTEMS, _recipe_copy, tracked_egs_hashes, tree_hashes
 from test_recipe_digits import _run as _run_tiny
 
-# A short GMM schedule: the tiny corpus has a few minutes of audio.
+# A short GMM schedule: the tiny corpus has a few minutes of audio. The triphones (tri1) make the targets.
 TINY_MONO_ARGS = "--num-iters 10 --tot-gauss 200"
+TINY_TRI_ARGS = "--num-leaves 40 --tot-gauss 200 --num-iters 6 --realign-iters 3"
 
 
 def _run(recipe, *args: str) -> str:
-    return _run_tiny(recipe, "--objective", "hybrid", "--mono-args", TINY_MONO_ARGS, *args)
+    return _run_tiny(recipe, "--objective", "hybrid", "--mono-args", TINY_MONO_ARGS, "--tri-args", TINY_TRI_ARGS,
+                     *args)
 
 
 @pytest.mark.slow
@@ -29,13 +31,16 @@ def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
         assert f"Stage {stage}: finished" in out
 
     lang, lang_test, gmm = (recipe / "data/lang_hmm_train", recipe / "data/lang_hmm_train_3g",
-                            recipe / "exp/hybrid/mono")
+                            recipe / "exp/hybrid/tri1")
+    mono = recipe / "exp/hybrid/mono"
+    assert (mono / "log/train_mono.log").is_file() and (mono / "graph_nolm/HCLG.fst").is_file()
     assert (lang / "L_disambig.fst").is_file() and (lang_test / "G.fst").is_file()
     assert (lang_test / "lm.arpa").read_text().startswith("\\data\\\nngram 1=")
     targets = gmm / "targets"
     for f in ("pdf.scp", "num_pdfs", "ali_train_pdf.counts", "hybrid.yaml"):
         assert (targets / f).is_file(), f
-    assert (gmm / "graph/HCLG.fst").is_file() and (gmm / "log/train_mono.log").is_file()  # through $train_cmd
+    assert (gmm / "graph/HCLG.fst").is_file() and (gmm / "log/train_tri.log").is_file()  # through $train_cmd
+    assert (gmm / "tree").is_file() and yaml.safe_load((gmm / "train_info.yaml").read_text())["tree"]
     assert (gmm / "ali_train/ali.2.ark").is_file() and (gmm / "ali_dev/ali.scp").is_file()  # --nj 2 shards
     num_pdfs = int((targets / "num_pdfs").read_text())
     info = yaml.safe_load((recipe / "exp/hybrid/teacher/post_train/post_info.yaml").read_text())
@@ -55,11 +60,15 @@ def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
         assert nolm["results"]["test"]["acoustic_scale"] == best["acoustic_scale"]
         assert yaml.safe_load((exp / "decode_nolm_test" / "score.yaml").read_text())["decoder"]["graph"].endswith(
             "graph_nolm")
-    assert (recipe / "exp/results/hybrid_mono_nolm.yaml").is_file()
+    for g in ("mono", "tri1"):  # both GMMs scored, with and without the LM
+        assert (recipe / f"exp/results/hybrid_{g}.yaml").is_file()
+        assert (recipe / f"exp/results/hybrid_{g}_nolm.yaml").is_file()
     # The GMM's own row. Tolerance: measured 29 % dev / 23 % test WER on the tiny corpus with TINY_MONO_ARGS
     # (Kaldi's mix-up draws from an unseeded rand()); anything under 60 % shows that alignment and graph work.
     gmm_record = yaml.safe_load((recipe / "exp/results/hybrid_mono.yaml").read_text())
     assert gmm_record["results"]["dev"]["wer"] < 60 and gmm_record["results"]["test"]["wer"] < 60
+    tri_record = yaml.safe_load((recipe / "exp/results/hybrid_tri1.yaml").read_text())
+    assert tri_record["results"]["dev"]["wer"] < 80  # (a 40-leaf tree on 40 utterances: that it decodes at all)
     results = (recipe / "exp/RESULTS.md").read_text()
     assert "hybrid_mono" in results and all(f"hybrid_{s}" in results for s in SYSTEMS)
     assert not (recipe / "exp/teacher").exists()  # nothing of the CTC systems' names
@@ -69,7 +78,7 @@ def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
     marker = recipe / "exp/hybrid/teacher/decode_test/.done"
     before = marker.stat().st_mtime_ns
     out = _run(recipe)
-    assert "epoch 1" not in out and "training the monophone" not in out
+    assert "epoch 1" not in out and "training the monophone" not in out and "training the triphone" not in out
     assert out.count("skipping it") >= 10
     assert marker.stat().st_mtime_ns == before
     changed = {f for f, h in tracked_egs_hashes(repo_root).items() if egs_before.get(f) != h}

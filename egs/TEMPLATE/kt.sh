@@ -64,6 +64,8 @@ objective=ctc          # ctc (tokenizer, CTC) | hybrid (GMM-HMM alignments, fram
 lexicon=""             # hybrid: pronunciation lexicon (WORD PH1 PH2 ...), set by run.sh
 lm_order=3             # order of the Kneser-Ney n-gram LM estimated from the training text (stage 2; 0: no LM)
 mono_args=""           # hybrid: extra options of asrkt.bin.train_mono, e.g. "--num-iters 20"
+tri_args=""            # hybrid: non-empty adds a triphone GMM (tri1) whose alignments become the targets, e.g.
+                       # "--num-leaves 200 --tot-gauss 1000" (options of asrkt.bin.train_tri)
 decode_args=""         # extra options of asrkt.bin.decode in stage 7, e.g. "--beam 16" (hybrid)
 acoustic_scales=""     # WFST decoding: stage 7 tries each on the dev set, keeps the best (empty: per objective)
 
@@ -110,7 +112,10 @@ case $objective in
     hmm_lang=data/lang_hmm_${train_set}${lang_tag}   # L.fst, phones, words, topology (prepare_lang_hmm)
     hmm_lang_test=${hmm_lang}_${lm_order}g      # the same plus lm.arpa and G.fst (make_ngram_lm)
     hmm_lang_nolm=${hmm_lang}_nolm              # the same with a uniform word loop as G: scoring without the LM
-    gmm=$exp_root/mono${tag}                    # monophone GMM-HMM, its alignments and graph/HCLG.fst
+    mono=$exp_root/mono${tag}                   # monophone GMM-HMM, its alignments and graph/HCLG.fst
+    gmm=$mono                                   # the GMM system whose alignments are the targets...
+    [ -z "$tri_args" ] || gmm=$exp_root/tri1${tag}  # ...the triphones with --tri-args
+    gmms=$mono$([ "$gmm" = "$mono" ] || echo " $gmm")  # decoded and scored in stage 7
     lang=$gmm/targets                           # what the DNNs train on and decode with (the frame_ce targets dir)
     [ -n "$lexicon" ] || die "--objective hybrid needs --lexicon (a pronunciation lexicon; run.sh sets it)"
     train_args="--objective frame_ce $train_args"
@@ -255,7 +260,7 @@ if [ "$train_set" != "$full_train_set" ] && [ $stop_stage -ge 2 ] && ! stage_is_
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
-  stage_begin 2 "lang, LM, monophone GMM-HMM, alignments, HCLG: $lexicon, data/{$train_set,$valid_set} -> $hmm_lang, $hmm_lang_test, $gmm"
+  stage_begin 2 "lang, LM, GMM-HMM, alignments, HCLG: $lexicon, data/{$train_set,$valid_set} -> $hmm_lang, $hmm_lang_test, $gmms"
   # Each tool reuses a finished output made from the same inputs and refuses one made from others.
   # shellcheck disable=SC2046
   python -m asrkt.bin.prepare_lang_hmm --overwrite "$overwrite" \
@@ -265,17 +270,27 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$objective" = hybrid ]; then
     "$hmm_lang" "$hmm_lang_test"
   python -m asrkt.bin.make_ngram_lm --overwrite "$overwrite" --order 0 --text "data/$train_set/text" \
     "$hmm_lang" "$hmm_lang_nolm"
-  if ! stage_is_done "$gmm"; then
-    mkdir -p "$gmm/log"
-    log "training the monophone GMM-HMM $gmm; log: $gmm/log/train_mono.log"
+  if ! stage_is_done "$mono"; then
+    mkdir -p "$mono/log"
+    log "training the monophone GMM-HMM $mono; log: $mono/log/train_mono.log"
     # shellcheck disable=SC2086
-    $train_cmd "$gmm/log/train_mono.log" python -m asrkt.bin.train_mono --overwrite "$overwrite" --nj "$nj" \
-      --align-data "data/$valid_set" $mono_args "data/$train_set" "$hmm_lang" "$gmm" \
-      || { tail -n 20 "$gmm/log/train_mono.log" >&2; die "train_mono failed (log: $gmm/log/train_mono.log)"; }
+    $train_cmd "$mono/log/train_mono.log" python -m asrkt.bin.train_mono --overwrite "$overwrite" --nj "$nj" \
+      --align-data "data/$valid_set" $mono_args "data/$train_set" "$hmm_lang" "$mono" \
+      || { tail -n 20 "$mono/log/train_mono.log" >&2; die "train_mono failed (log: $mono/log/train_mono.log)"; }
+    python -m asrkt.bin.make_graph --overwrite "$overwrite" "$hmm_lang_test" "$mono"
+    stage_mark_done "$mono"
+  fi
+  if [ "$gmm" != "$mono" ] && ! stage_is_done "$gmm"; then
+    mkdir -p "$gmm/log"
+    log "training the triphone GMM-HMM $gmm from $mono's alignments; log: $gmm/log/train_tri.log"
+    # shellcheck disable=SC2086
+    $train_cmd "$gmm/log/train_tri.log" python -m asrkt.bin.train_tri --overwrite "$overwrite" --nj "$nj" \
+      --align-data "data/$valid_set" $tri_args "data/$train_set" "$hmm_lang" "$mono" "$gmm" \
+      || { tail -n 20 "$gmm/log/train_tri.log" >&2; die "train_tri failed (log: $gmm/log/train_tri.log)"; }
     python -m asrkt.bin.make_graph --overwrite "$overwrite" "$hmm_lang_test" "$gmm"
     stage_mark_done "$gmm"
   fi
-  python -m asrkt.bin.make_graph --graph-name graph_nolm "$hmm_lang_nolm" "$gmm"  # (reused when present)
+  for g in $gmms; do python -m asrkt.bin.make_graph --graph-name graph_nolm "$hmm_lang_nolm" "$g"; done  # (reused)
   stage_end
 fi
 
@@ -371,26 +386,28 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   if [ "$objective" = hybrid ]; then
     # The GMM's own decodes (graphs made in stage 2, reused), with and without the LM, at the dev set's best
     # acoustic scale, and their result records.
-    for lm in lm nolm; do
-      p=$([ $lm = lm ] || echo nolm_); graph=graph$([ $lm = lm ] || echo _nolm)
-      lm_dir=$([ $lm = lm ] && echo "$hmm_lang_test" || echo "$hmm_lang_nolm")
-      if ! stage_is_done "$gmm/tune_${p:-lm_}$valid_set"; then
-        $decode_cmd "$gmm/log/tune_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
-          --out-prefix "tune_${p:-lm_}" --acoustic-scale "$acoustic_scales" "$lm_dir" "$gmm" "data/$valid_set" \
-          || { tail -n 20 "$gmm/log/tune_${p}gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/tune_${p}gmm.log)"; }
-        stage_mark_done "$gmm/tune_${p:-lm_}$valid_set"
-      fi
-      scale=$(python -m asrkt.bin.pick_scale "$gmm/tune_${p:-lm_}$valid_set")
-      if ! stage_is_done "$gmm/log/decode_${p}gmm"; then
-        # shellcheck disable=SC2046
-        $decode_cmd "$gmm/log/decode_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
-          --out-prefix "decode_${p}" --acoustic-scale "$scale" "$lm_dir" "$gmm" $(for x in $test_sets; do echo "data/$x"; done) \
-          || { tail -n 20 "$gmm/log/decode_${p}gmm.log" >&2; die "decode_gmm failed (log: $gmm/log/decode_${p}gmm.log)"; }
-        grep '%WER' "$gmm/log/decode_${p}gmm.log" || true
-        mkdir -p "$gmm/log/decode_${p}gmm" && stage_mark_done "$gmm/log/decode_${p}gmm"
-      fi
-      python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$gmm" $lm)" --exp-dir "$gmm" \
-        --group other --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
+    for g in $gmms; do  # the monophones, and the triphones when they made the targets
+      for lm in lm nolm; do
+        p=$([ $lm = lm ] || echo nolm_); graph=graph$([ $lm = lm ] || echo _nolm)
+        lm_dir=$([ $lm = lm ] && echo "$hmm_lang_test" || echo "$hmm_lang_nolm")
+        if ! stage_is_done "$g/tune_${p:-lm_}$valid_set"; then
+          $decode_cmd "$g/log/tune_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
+            --out-prefix "tune_${p:-lm_}" --acoustic-scale "$acoustic_scales" "$lm_dir" "$g" "data/$valid_set" \
+            || { tail -n 20 "$g/log/tune_${p}gmm.log" >&2; die "decode_gmm failed (log: $g/log/tune_${p}gmm.log)"; }
+          stage_mark_done "$g/tune_${p:-lm_}$valid_set"
+        fi
+        scale=$(python -m asrkt.bin.pick_scale "$g/tune_${p:-lm_}$valid_set")
+        if ! stage_is_done "$g/log/decode_${p}gmm"; then
+          # shellcheck disable=SC2046
+          $decode_cmd "$g/log/decode_${p}gmm.log" python -m asrkt.bin.decode_gmm --graph-name $graph \
+            --out-prefix "decode_${p}" --acoustic-scale "$scale" "$lm_dir" "$g" $(for x in $test_sets; do echo "data/$x"; done) \
+            || { tail -n 20 "$g/log/decode_${p}gmm.log" >&2; die "decode_gmm failed (log: $g/log/decode_${p}gmm.log)"; }
+          grep '%WER' "$g/log/decode_${p}gmm.log" || true
+          mkdir -p "$g/log/decode_${p}gmm" && stage_mark_done "$g/log/decode_${p}gmm"
+        fi
+        python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$g" $lm)" --exp-dir "$g" \
+          --group other --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
+      done
     done
   fi
   for exp in $systems; do
@@ -428,7 +445,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   if "$commit_results"; then
     # shellcheck disable=SC2046
     python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets" \
-      --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmm"); do
+      --promote $(for exp in $systems $([ "$objective" = ctc ] || echo "$gmms"); do
                     for variant in $decode_variants; do system_name "$exp" "$variant"; done; done)
     log "results/ and RESULTS.md now hold this run's records: review and commit them"
   fi
