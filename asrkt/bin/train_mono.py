@@ -53,12 +53,10 @@ def main(argv=None):
     setup_logging(args.log_level)
     log_environment(logger)
 
-    from asrkt.hmm.gmm import MonoModel, ali_to_pdf, train_mono, write_alignments, write_targets
-    from asrkt.hmm.priors import pdf_counts, write_counts
+    from asrkt.hmm.gmm import is_trained, train_mono, write_outputs
 
     exp = Path(args.exp_dir)
-    if (exp / "train_info.yaml").is_file() and (exp / "targets" / "num_pdfs").is_file() \
-            and args.overwrite == "false":
+    if is_trained(exp) and args.overwrite == "false":
         logger.info("%s: already trained, reused (--overwrite true to retrain)", exp)
         return exp
     opts = MonoOptions(num_iters=args.num_iters, tot_gauss=args.tot_gauss, max_iter_inc=args.max_iter_inc,
@@ -66,12 +64,7 @@ def main(argv=None):
                        max_utts=args.max_utts)
     fopts = FeatureOptions(kind=args.feat_kind, cmvn=args.cmvn == "true", delta_order=args.delta_order)
     alis = train_mono(args.data_dir, args.lang_dir, exp, opts, fopts, align_dirs=args.align_data)
-    model = MonoModel.load(exp)
-    for name, a in alis.items():
-        write_alignments(a, exp / f"ali_{name}", nj=args.nj)
-    tdir = write_targets(model, alis, exp / "targets")
-    write_counts(pdf_counts((ali_to_pdf(model, a) for a in alis["train"].values()), model.num_pdfs),
-                 tdir / "ali_train_pdf.counts")
+    write_outputs(exp, alis, args.nj)
     logger.info("%s: model, alignments of %s and targets written", exp, ", ".join(alis))
     return exp
 

@@ -61,13 +61,11 @@ def main(argv=None):
     setup_logging(args.log_level)
     log_environment(logger)
 
-    from asrkt.hmm.gmm import MonoModel, ali_to_pdf, write_alignments, write_targets
-    from asrkt.hmm.priors import pdf_counts, write_counts
+    from asrkt.hmm.gmm import is_trained, write_outputs
     from asrkt.hmm.tri import train_tri
 
     exp = Path(args.exp_dir)
-    if (exp / "train_info.yaml").is_file() and (exp / "targets" / "num_pdfs").is_file() \
-            and args.overwrite == "false":
+    if is_trained(exp) and args.overwrite == "false":
         logger.info("%s: already trained, reused (--overwrite true to retrain)", exp)
         return exp
     opts = TriOptions(num_leaves=args.num_leaves, tot_gauss=args.tot_gauss, num_iters=args.num_iters,
@@ -76,12 +74,7 @@ def main(argv=None):
                       retry_beam=args.retry_beam, boost_silence=args.boost_silence, max_utts=args.max_utts)
     alis = train_tri(args.data_dir, args.lang_dir, args.mono_dir, exp, opts, ali_dir=args.ali_dir,
                      align_dirs=args.align_data)
-    model = MonoModel.load(exp)
-    for name, a in alis.items():
-        write_alignments(a, exp / f"ali_{name}", nj=args.nj)
-    tdir = write_targets(model, alis, exp / "targets")
-    write_counts(pdf_counts((ali_to_pdf(model, a) for a in alis["train"].values()), model.num_pdfs),
-                 tdir / "ali_train_pdf.counts")
+    model = write_outputs(exp, alis, args.nj)
     logger.info("%s: model (%d pdfs, %d Gaussians), alignments of %s and targets written", exp, model.num_pdfs,
                 model.am.num_gauss, ", ".join(alis))
     return exp

@@ -508,18 +508,8 @@ def train_mono(data_dir, lang_dir, exp_dir, opts: MonoOptions = MonoOptions(),
                   "num_gauss": model.am.num_gauss, "num_pdfs": model.num_pdfs}
     model.save(exp_dir)
 
-    final = AlignOptions(beam=opts.final_beam, retry_beam=opts.final_retry_beam, acoustic_scale=opts.acoustic_scale,
-                         transition_scale=opts.transition_scale, self_loop_scale=opts.self_loop_scale)
-    results, align_info = {}, {}
-    sets = [("train", data_dir, utts, graphs, feats)]
-    for d in align_dirs:
-        u2, w2, f2 = _load_set(d, feature_opts)
-        sets.append((Path(d).name, d, u2, compile_graphs(compiler, u2, w2), f2))
-    for name, d, u, g, f in sets:
-        alis, st = align_set(model, u, g, f, final, what=f"{name}: ")
-        results[name] = alis
-        align_info[name] = {"data_dir": str(Path(d).resolve()), "utterances": len(u), "aligned": st.done,
-                            "retried": st.retried, "failed": len(st.failed), "failed_utts": st.failed[:50]}
+    results, align_info = align_all_sets(model, compiler, opts, (data_dir, utts, graphs, feats), align_dirs,
+                                         feature_opts)
     info = {"model": MODEL_FILE, "num_pdfs": model.num_pdfs, "num_gauss": model.am.num_gauss,
             "feature_opts": asdict(feature_opts), "options": model.info["options"],
             "equal_align_failed": eq_failed[:50], "alignments": align_info, "iterations": history,
@@ -529,6 +519,47 @@ def train_mono(data_dir, lang_dir, exp_dir, opts: MonoOptions = MonoOptions(),
 
 
 # ------------------------------------------------------------------------------------- alignment outputs
+def align_all_sets(model: MonoModel, compiler: GraphCompiler, opts, train: tuple, align_dirs,
+                   feature_opts: FeatureOptions) -> tuple[dict, dict]:
+    """The final alignments, with the final beams of ``opts`` (a MonoOptions or TriOptions): of the training set
+    (``train`` = data dir, utterances, compiled graphs, features) and of every dir of ``align_dirs``. Returns
+    ``({set name: alignments}, {set name: counts of aligned, retried and failed utterances})``."""
+    final = AlignOptions(beam=opts.final_beam, retry_beam=opts.final_retry_beam, acoustic_scale=opts.acoustic_scale,
+                         transition_scale=opts.transition_scale, self_loop_scale=opts.self_loop_scale)
+    results, align_info = {}, {}
+    sets = [("train", *train)]
+    for d in align_dirs:
+        u2, w2, f2 = _load_set(d, feature_opts)
+        sets.append((Path(d).name, d, u2, compile_graphs(compiler, u2, w2), f2))
+    for name, d, u, g, f in sets:
+        alis, st = align_set(model, u, g, f, final, what=f"{name}: ")
+        results[name] = alis
+        align_info[name] = {"data_dir": str(Path(d).resolve()), "utterances": len(u), "aligned": st.done,
+                            "retried": st.retried, "failed": len(st.failed), "failed_utts": st.failed[:50]}
+    return results, align_info
+
+
+def is_trained(exp_dir) -> bool:
+    """A finished train_mono/train_tri output (what their CLIs reuse unless told to overwrite)."""
+    exp = Path(exp_dir)
+    return (exp / "train_info.yaml").is_file() and (exp / "targets" / "num_pdfs").is_file()
+
+
+def write_outputs(exp_dir, alis: dict, nj: int) -> MonoModel:
+    """The outputs of a trained GMM system besides its model: ``ali_<set>/`` (``nj`` shards) for every aligned
+    set, ``targets/`` (frame_ce) and the training alignment's pdf counts (the priors). Returns the model."""
+    from asrkt.hmm.priors import pdf_counts, write_counts
+
+    exp = Path(exp_dir)
+    model = MonoModel.load(exp)
+    for name, a in alis.items():
+        write_alignments(a, exp / f"ali_{name}", nj=nj)
+    tdir = write_targets(model, alis, exp / "targets")
+    write_counts(pdf_counts((ali_to_pdf(model, a) for a in alis["train"].values()), model.num_pdfs),
+                 tdir / "ali_train_pdf.counts")
+    return model
+
+
 def shard(utts, nj: int) -> list[list[str]]:
     """Contiguous, C-sorted shards (Kaldi's split_data.sh keeps speakers together; here order is enough)."""
     utts = sorted(utts)

@@ -330,8 +330,8 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
     :func:`asrkt.hmm.gmm.train_mono` (key ``train`` and the align dirs' names)."""
     import yaml
 
-    from asrkt.hmm.gmm import (AlignOptions, GraphCompiler, MonoModel, _load_set, accumulate, align_set,
-                               compile_graphs, update)
+    from asrkt.hmm.gmm import (AlignOptions, GraphCompiler, MonoModel, _load_set, accumulate, align_all_sets,
+                               align_set, compile_graphs, update)
     from asrkt.hmm.lang import read_symbols
 
     t0 = time.time()
@@ -404,18 +404,7 @@ def train_tri(data_dir, lang_dir, mono_dir, exp_dir, opts: TriOptions = TriOptio
                   "num_pdfs": model.num_pdfs, "kind": "tri"}
     model.save(exp_dir)
 
-    final = AlignOptions(beam=opts.final_beam, retry_beam=opts.final_retry_beam, acoustic_scale=opts.acoustic_scale,
-                         transition_scale=opts.transition_scale, self_loop_scale=opts.self_loop_scale)
-    results, align_info = {}, {}
-    sets = [("train", data_dir, utts, graphs, feats)]
-    for d in align_dirs:
-        u2, w2, f2 = _load_set(d, fopts)
-        sets.append((Path(d).name, d, u2, compile_graphs(compiler, u2, w2), f2))
-    for name, d, u, g, f in sets:
-        a, st = align_set(model, u, g, f, final, what=f"{name}: ")
-        results[name] = a
-        align_info[name] = {"data_dir": str(Path(d).resolve()), "utterances": len(u), "aligned": st.done,
-                            "retried": st.retried, "failed": len(st.failed), "failed_utts": st.failed[:50]}
+    results, align_info = align_all_sets(model, compiler, opts, (data_dir, utts, graphs, feats), align_dirs, fopts)
     info = {"model": "final.mdl.pkl", "kind": "tri", "num_pdfs": model.num_pdfs, "num_gauss": model.am.num_gauss,
             "feature_opts": asdict(fopts), "options": options, "tree": {**tree_info, "events": len(stats),
                                                                       "questions": len(questions)},
