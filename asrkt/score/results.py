@@ -336,21 +336,31 @@ def size_curves(records: list[dict], set_name: str) -> dict[str, list[tuple[floa
 
 
 def plot_by_data_size(records: list[dict], out_png, set_name: str) -> bool:
-    """Line plot of ``set_name`` WER against training hours, one line per system (error bars: std over seeds).
+    """Line plots of ``set_name`` WER against training hours, one panel per objective (``hybrid_`` systems apart),
+    one colour per system, dashed for its other decoding (``_lm`` / ``_nolm``); error bars: std over seeds.
     False (nothing written) when no system was trained at more than one data size."""
     curves = size_curves(records, set_name)
     if not curves:
         return False
-    fig = new_figure(figsize=(6.4, 4.0))
-    ax = fig.subplots()
-    for system, pts in sorted(curves.items()):
-        hours, means, stds = zip(*pts)
-        ax.errorbar(hours, means, yerr=stds, marker="o", capsize=3, label=system)
-    ax.set_xlabel("training data (hours)")
-    ax.set_ylabel(f"{set_name} WER (%)")
-    ax.set_title(f"{', '.join(sorted({r['corpus'] for r in records}))}: {set_name} WER against training data")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    panels = sorted({"hybrid" if k.startswith("hybrid_") else "ctc" for k in curves})
+    fig = new_figure(figsize=(5.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    palette = colormap("tab10")
+    bases = sorted({re.sub(r"^hybrid_|_(no)?lm$", "", k) for k in curves})
+    for ax, panel in zip(axes, panels):
+        for system, pts in sorted(curves.items()):
+            if ("hybrid" if system.startswith("hybrid_") else "ctc") != panel:
+                continue
+            base = re.sub(r"^hybrid_|_(no)?lm$", "", system)
+            hours, means, stds = zip(*pts)
+            ax.errorbar(hours, means, yerr=stds, marker="o", capsize=3, label=system,
+                        color=palette(bases.index(base) % 10),
+                        linestyle="--" if re.search(r"_(no)?lm$", system) else "-")
+        ax.set_xlabel("training data (hours)")
+        ax.set_ylabel(f"{set_name} WER (%)")
+        ax.set_title(f"{panel}: {set_name} WER against training data", fontsize=9)
+        ax.legend(fontsize=6, loc="upper right")
+        ax.grid(alpha=0.3)
     save_png(fig, out_png, dpi=120)
     return True
 
