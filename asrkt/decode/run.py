@@ -20,7 +20,7 @@ from asrkt.targets import build_objective
 from asrkt.utils.device import resolve_device
 from asrkt.utils.hashing import file_sha1
 from asrkt.utils.progress import Progress
-from asrkt.score.decode_dir import write_scored
+from asrkt.score.decode_dir import scale_dir, write_scored
 from asrkt.utils.config import save_config, to_dict
 from asrkt.utils.errors import AsrktError
 
@@ -111,7 +111,7 @@ def _decode_at_scales(model, loader, objective, device, cfg, scales, out_dir, da
         start = time.perf_counter()
         texts = [t for lp, n in keep.kept for t in decoder.decode(lp, n)]
         search_time = time.perf_counter() - start
-        scores[s] = _write(out_dir / f"acwt_{s:g}", data_dir, dict(zip(utts, texts)), scfg, common,
+        scores[s] = _write(scale_dir(out_dir, s), data_dir, dict(zip(utts, texts)), scfg, common,
                            forward_time + search_time, audio_s, True)
     logger.info("decoded %d utterances at %d acoustic scales (model once, %.1f s) -> %s/acwt_*", len(utts),
                 len(scales), forward_time, out_dir)

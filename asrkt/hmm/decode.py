@@ -107,7 +107,7 @@ def decode_data_dir(graph_dir, model_dir, data_dir, out_dir, opts: DecodeOptions
     scale, ``out_dir/acwt_<s>/``, when several are given; else ``out_dir``). Returns {scale: score dict}."""
     from asrkt.hmm.gmm import GmmFeatures, MonoModel
     from asrkt.hmm.lang import read_symbols
-    from asrkt.score.decode_dir import write_scored
+    from asrkt.score.decode_dir import scale_dir, write_scored
 
     t0 = time.time()
     model = MonoModel.load(model_dir)
@@ -129,7 +129,7 @@ def decode_data_dir(graph_dir, model_dir, data_dir, out_dir, opts: DecodeOptions
                 words = []
             hyps[utt] = words_of(words, id2word)
             frames += len(feats[utt])
-        d = Path(out_dir) / f"acwt_{s:g}" if len(scales) > 1 else Path(out_dir)
+        d = scale_dir(out_dir, s) if len(scales) > 1 else Path(out_dir)
         secs = time.time() - ts
         score = {"system": "gmm", "graph": str(graph_dir.resolve()), "model": str(Path(model_dir).resolve()),
                  "acoustic_scale": s, "beam": opts.beam, "failed": len(failed), "seconds": round(secs, 1),

@@ -79,6 +79,12 @@ def merge_decode_jobs(decode_dir, data_dir, nj: int) -> dict:
 
 
 BEST_SCALE = "best.yaml"
+SCALE_PREFIX = "acwt_"  # tune_dir/acwt_<scale>/: one scored decode per acoustic scale
+
+
+def scale_dir(tune_dir, scale: float) -> Path:
+    """The scored decode folder of one acoustic scale inside a tuning folder (read by :func:`pick_best_scale`)."""
+    return Path(tune_dir) / f"{SCALE_PREFIX}{scale:g}"
 
 
 def pick_best_scale(tune_dir) -> dict:
@@ -90,12 +96,12 @@ def pick_best_scale(tune_dir) -> dict:
 
     tune_dir = Path(tune_dir)
     wers = {}
-    for score_path in sorted(tune_dir.glob("acwt_*/score.yaml")):
+    for score_path in sorted(tune_dir.glob(f"{SCALE_PREFIX}*/score.yaml")):
         score = load_yaml(score_path)
         if "wer" not in score:
             raise fail("no WER in this decode (a dev set without text?): tuning needs transcripts", score_path)
         try:
-            scale = float(score_path.parent.name[len("acwt_"):])
+            scale = float(score_path.parent.name[len(SCALE_PREFIX):])
         except ValueError:
             raise fail("not an acwt_<scale> folder", score_path.parent) from None
         wers[scale] = float(score["wer"])
