@@ -148,3 +148,16 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert proc.returncode != 0 and "exp/teacher was trained with another config than conf/teacher.yaml" in proc.stderr
     out = _run(recipe, "--stage", "3", "--stop-stage", "3")  # the same config: done, skipped
     assert "exp/teacher is done" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train-fraction", "x"], "--train-fraction must be a number in (0, 1], got 'x'"),
+    (["--train-fraction", "1.5"], "--train-fraction must be a number in (0, 1], got '1.5'"),
+    (["--stage", "foo"], "--stage and --stop-stage take a whole number, got 'foo'"),
+])
+def test_bad_recipe_options_are_one_error_line(repo_root, tmp_path, args, message):
+    """Refused before any stage runs, with one line; nothing is written."""
+    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"ERROR: {message}" in proc.stderr, proc.stderr
+    assert not (recipe / "data").exists() and not (recipe / "exp").exists()
