@@ -15,7 +15,10 @@ Options (as in run_local.py):
   --gpu G            --gres=gpu:G when G > 0
   --partition P      --partition=P
 
-If any task fails: "run_slurm.py: K / N failed, log is in <log>" and the tail of that log, exit status 1.
+If any task fails: "run_slurm.py: K / N failed, log is in <log>" and the tail of that log (and of its Slurm output,
+which says why when Slurm killed it), exit status 1. SIGINT (Ctrl-C) or SIGTERM cancels the job (scancel) and
+returns, with status 128 + the signal, once Slurm has ended its tasks. The tasks run with this environment
+(sbatch --export=ALL), so PATH and PYTHONPATH reach them.
 """
 from __future__ import annotations
 
@@ -23,17 +26,19 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from run_local import (  # noqa: E402  (a sibling script, found through the line above)
-    Request, UsageError, job_log_and_command, parse_args, quote_command, report_failure,
+    Interrupted, Request, UsageError, job_log_and_command, parse_args, quote_command, report_failure,
 )
 
 PROG = "run_slurm.py"
 ENDED = re.compile(r"^# Ended \(code (\d+)\)")
+CANCEL_WAIT_S = 60  # after scancel, how long to wait for Slurm to end the tasks
 
 
 def job_name(req: Request) -> str:
@@ -125,21 +130,65 @@ def log_exit_code(path: str) -> int | None:
     return codes[-1] if codes else None
 
 
-def submit_and_wait(cmd: list[str]) -> int:
-    """Run sbatch --wait; cancel the job if we are interrupted meanwhile."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    job_id = None
-    try:
-        first = proc.stdout.readline().strip()  # --parsable: "<job id>[;<cluster>]" at submission
-        job_id = first.split(";")[0] or None
-        proc.stdout.read()
-        return proc.wait()
-    except KeyboardInterrupt:
-        if job_id:
-            subprocess.run(["scancel", job_id])
-            print(f"{PROG}: interrupted: cancelled Slurm job {job_id}", file=sys.stderr)
-        proc.kill()
-        raise
+class Submission:
+    """`sbatch --wait` in its own session (a Ctrl-C at the terminal reaches only us), and the job it submitted.
+
+    SIGINT and SIGTERM cancel the job (scancel) and wait until Slurm has ended its tasks, so that nothing keeps
+    writing into the experiment after we return. A signal that comes while sbatch is still submitting is held
+    until the job id is known (a second one gives up on the submission), so no job is left behind unseen.
+    """
+
+    def __init__(self, cmd: list[str]):
+        self.cmd = cmd
+        self.proc: subprocess.Popen | None = None
+        self.job_id: str | None = None
+        self.signals: list[int] = []
+
+    def _on_signal(self, signum, frame):
+        self.signals.append(signum)
+        if self.job_id is not None:
+            raise Interrupted(signum)
+        if len(self.signals) > 1 and self.proc is not None:
+            self.proc.kill()  # still submitting after a second signal: stop sbatch itself
+
+    def run(self) -> int | None:
+        """Submit and wait; returns sbatch's exit status, None when no job was submitted.
+
+        Raises Interrupted (after cancelling the job) on SIGINT or SIGTERM."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            first = self.proc.stdout.readline().strip()  # --parsable: "<job id>[;<cluster>]" once submitted
+            self.job_id = first.split(";")[0] or None
+            if self.job_id is None:
+                self.proc.wait()
+                if self.signals:
+                    raise Interrupted(self.signals[0])
+                return None
+            if self.signals:
+                raise Interrupted(self.signals[0])
+            self.proc.stdout.read()
+            return self.proc.wait()
+        except Interrupted:
+            self.cancel()
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def cancel(self) -> None:
+        """scancel the job, then wait (at most CANCEL_WAIT_S) for sbatch --wait to see its tasks end."""
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the cancelling short
+        if self.job_id is not None:
+            subprocess.run(["scancel", self.job_id], check=False)
+        try:
+            self.proc.wait(timeout=CANCEL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            print(f"{PROG}: Slurm job {self.job_id} still not ended {CANCEL_WAIT_S} s after scancel "
+                  f"(see: squeue -j {self.job_id})", file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,19 +206,33 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("sbatch") is None:
         print(f"{PROG}: sbatch not found: this machine has no Slurm; use run_local.py in cmd.sh", file=sys.stderr)
         return 1
-    Path(script).parent.mkdir(parents=True, exist_ok=True)
-    Path(script).write_text(job_script(req, " ".join(shlex.quote(a) for a in [PROG, *argv])))
-    try:
-        submit_and_wait(cmd)
-    except KeyboardInterrupt:
-        return 130
     logs = [job_log_and_command(req, j)[0] for j in req.job_ids]
+    slurm_outs = [output.replace("%a", str(j)) for j in req.job_ids]  # (no %a for a single job)
+    try:
+        Path(script).parent.mkdir(parents=True, exist_ok=True)
+        Path(script).write_text(job_script(req, " ".join(shlex.quote(a) for a in [PROG, *argv])))
+        # A task that never starts (cancelled while pending) writes no log: an old one must not pass for it.
+        for path in logs + slurm_outs:
+            Path(path).unlink(missing_ok=True)
+    except OSError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    submission = Submission(cmd)
+    try:
+        status = submission.run()
+    except Interrupted as e:
+        done = f"cancelled Slurm job {submission.job_id}" if submission.job_id else "no job was submitted"
+        print(f"{PROG}: interrupted by signal {e.signum}: {done}", file=sys.stderr)
+        return 128 + e.signum
+    if status is None:  # sbatch said why on stderr
+        print(f"{PROG}: sbatch submitted no job: {' '.join(shlex.quote(a) for a in cmd)}", file=sys.stderr)
+        return 1
     failed = [log for log in logs if log_exit_code(log) != 0]
     if failed:
-        first = req.job_ids[logs.index(failed[0])]
-        # A task killed by Slurm (time, memory) has no "# Ended" line: its Slurm output says why.
-        slurm_out = output.replace("%a", str(first)) if first is not None else output
-        report_failure(PROG, failed, len(logs), extra=[slurm_out])
+        # A task that Slurm killed (time or memory limit, scancel) has no "# Ended" line: its Slurm output says why.
+        slurm_out = slurm_outs[logs.index(failed[0])]
+        extra = [slurm_out] if os.path.exists(slurm_out) and os.path.getsize(slurm_out) > 0 else []
+        report_failure(PROG, failed, len(logs), extra=extra)
         return 1
     return 0
 
