@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -308,10 +307,15 @@ def test_log_exit_code_of_killed_or_missing_task(tmp_path):
     assert run_slurm.log_exit_code(str(tmp_path / "absent.log")) is None
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="this machine has Slurm")
 def test_run_slurm_without_slurm_says_so(tmp_path):
-    proc = subprocess.run([str(RUN_SLURM), "JOB=1:2", "log/x.JOB.log", "true"], cwd=tmp_path, env=ENV,
-                          capture_output=True, text=True, timeout=30)
+    # A PATH with python3 and no Slurm (this machine may have Slurm: tests/test_slurm_cluster.py uses it).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run([str(RUN_SLURM), "JOB=1:2", "log/x.JOB.log", "true"], cwd=work,
+                          env=dict(ENV, PATH=str(bin_dir)), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
-    assert "sbatch not found" in proc.stderr
-    assert not (tmp_path / "log").exists()
+    assert proc.stderr == "run_slurm.py: sbatch not found: this machine has no Slurm; use run_local.py in cmd.sh\n"
+    assert not (work / "log").exists()
