@@ -217,9 +217,10 @@ def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
     (recipe / "cmd.sh").write_text('export train_cmd="run_slurm.py --mem 2G --time 30:00"\n'
                                    'export decode_cmd="run_slurm.py --mem 1G --time 10:00"\n')
     before = {r["JobId"] for r in slurm.jobcomp()}
-    # The two stage-6 baselines are left out: they would add training and decoding time, not Slurm coverage.
-    out = _run(recipe, "--scratch-config", "", "--kt-reg-config", "")
-    assert "run_local.py" not in out
+    # Left out, as they would add time and no Slurm coverage: the two stage-6 baselines, decoding dev apart from
+    # the acoustic-scale tuning, and all scales but one.
+    options = ("--scratch-config", "", "--kt-reg-config", "", "--test-sets", "test", "--acoustic-scales", "1")
+    out = _run(recipe, *options)
 
     jobs = [r for r in slurm.jobcomp() if r["JobId"] not in before]
     assert jobs and {(r["JobState"], r["ExitCode"]) for r in jobs} == {("COMPLETED", "0:0")}
@@ -234,8 +235,8 @@ def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
           for x in ("train", "dev", "test") for j in (1, 2)],
         *[(exp / "teacher" / f"post_{x}" / "log" / f"dump.{j}.log", "dump") for x in ("train", "dev") for j in (1, 2)],
         *[(exp / s / "log" / "train_job.log", "train_job") for s in ("teacher", "student_kt", "student_kt_ft")],
-        *[(exp / s / f"decode_{p}{x}" / "log" / f"decode.{j}.log", "decode")  # greedy and TLG (lm_) search
-          for s in ("teacher", "student_kt_ft") for p in ("", "lm_") for x in ("dev", "test") for j in (1, 2)],
+        *[(exp / s / f"decode_{p}test" / "log" / f"decode.{j}.log", "decode")  # greedy and TLG (lm_) search
+          for s in ("teacher", "student_kt_ft") for p in ("", "lm_") for j in (1, 2)],
         *[(exp / s / "tune_lm_dev" / "log" / "tune.log", "tune") for s in ("teacher", "student_kt_ft")],
     ]
     for log, name in expected:
@@ -244,3 +245,12 @@ def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
             f"{log}: Slurm has no job {job} named {name}"
     assert len(jobs) == len(expected)  # and nothing else went to Slurm unseen
     assert (exp / "results" / "student_kt_ft.yaml").is_file() and "%WER" in out
+
+    # A failing task fails its stage, and the recipe shows the task's log tail: decoding with a bad option.
+    proc = subprocess.run(["./run.sh", "--data-opts", "--size tiny", *options, "--stage", "7", "--stop-stage", "7",
+                           "--overwrite", "true", "--decode-args", "--no-such-option 1"],
+                          cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "run_slurm.py: 2 / 2 failed, log is in exp/teacher/decode_test/log/decode.1.log" in proc.stderr
+    assert "unrecognized arguments: --no-such-option 1" in proc.stderr
+    assert slurm.squeue() == []
