@@ -152,14 +152,17 @@ def test_a_task_that_never_ran_fails_the_call_despite_an_old_log(slurm, tmp_path
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     (log_dir / "s.2.log").write_text("# true\n# Started at x\n# Accounting: time=0 threads=1\n# Ended (code 0) at x\n")
+    # Task 1 holds the only slot (--max-jobs-run 1) until the test lets it go, so task 2 is surely pending.
+    task1 = "touch started; for i in $(seq 600); do [ -e go ] && exit 0; sleep 0.1; done; exit 1"
     proc = subprocess.Popen([str(RUN_SLURM), "--max-jobs-run", "1", "JOB=1:2", "log/s.JOB.log", "bash", "-c",
-                             "[ JOB -eq 2 ] || { touch started; sleep 3; }"],
+                             f"[ JOB -eq 2 ] || {{ {task1}; }}"],
                             cwd=tmp_path, env=slurm.env, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (tmp_path / "started").exists(), "task 1 to start")
         pending = [line.split()[0] for line in slurm.squeue() if line.split()[1] == "PENDING"]
         assert len(pending) == 1 and pending[0].endswith("_2"), slurm.squeue()
         subprocess.run(["scancel", pending[0]], env=slurm.env, check=True, timeout=30)
+        (tmp_path / "go").touch()
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
