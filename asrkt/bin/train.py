@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "frame_ce (needed by terms on hard targets and for the dev metric)")
     parser.add_argument("--train-post", default=None, help="teacher posterior dir of the training set")
     parser.add_argument("--valid-post", default=None, help="teacher posterior dir of the dev set")
+    parser.add_argument("--verify-posteriors", action="store_true",
+                        help="before training, read --train-post/--valid-post back and check them against the "
+                             "checksum and counts in their post_info.yaml (asrkt.bin.finish_posteriors --verify)")
     parser.add_argument("--init-from", default=None, help="model checkpoint to initialise the weights from "
                                                            "(init.method / init.param say how)")
     parser.add_argument("--teacher-model", default=None,
@@ -95,8 +98,10 @@ def launch(nproc: int, argv: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):  # its INFO/WARNING chatter
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Its log lines (a glog-style line per failed process, ...) would repeat what the processes said themselves.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"asrkt-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
     try:
@@ -145,6 +150,12 @@ def main(argv=None):
                              "valid_dir": args.valid_dir, "targets_dir": args.targets_dir, "train_post": args.train_post,
                              "valid_post": args.valid_post, "init_from": args.init_from, "teacher_model": args.teacher_model,
                              "resolved config": "\n" + to_yaml(cfg)})
+    if args.verify_posteriors and dist.is_main:  # (the other ranks wait for rank 0 in the process group)
+        from asrkt.transfer.dump import verify_posteriors
+
+        for post, data in ((args.train_post, args.train_dir), (args.valid_post, args.valid_dir)):
+            if post:
+                verify_posteriors(post, data_dir=data)
     trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, targets_dir=args.targets_dir,
                       train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from,
                       teacher_model=args.teacher_model, dist=dist)
