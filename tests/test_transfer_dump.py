@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from asrkt.bin import finish_posteriors as finish_bin
+from asrkt.bin import train as train_bin
 from asrkt.data.kaldi_dir import read_table, write_table
 from asrkt.io import read_posteriors
 from asrkt.transfer.dump import finish_posteriors, posterior_checksum, utterance_digest, verify_posteriors
@@ -52,6 +53,13 @@ def test_verify_catches_an_archive_changed_after_the_dump(setup, tmp_path):  # n
     with pytest.raises(SystemExit) as e:
         finish_bin.main(["--verify", str(post_dir)])
     assert e.value.code == 1
+    exp = tmp_path / "student"  # a training run asked to verify stops before it starts
+    with pytest.raises(SystemExit) as e:
+        train_bin.main(["--train-dir", str(setup["data"]), "--valid-dir", str(setup["data"]), "--exp-dir", str(exp),
+                        "--train-post", str(post_dir), "--valid-post", str(post_dir), "--loss.kd-alpha", "1",
+                        "--verify-posteriors"])
+    assert e.value.code == 1 and "checksum" in (exp / "log" / "train.log").read_text().splitlines()[-1]
+    assert not (exp / "checkpoints").exists()
     info_path = post_dir / "post_info.yaml"
     info = yaml.safe_load(info_path.read_text())
     del info["checksum"]

@@ -150,16 +150,16 @@ def main(argv=None):
                              "valid_dir": args.valid_dir, "targets_dir": args.targets_dir, "train_post": args.train_post,
                              "valid_post": args.valid_post, "init_from": args.init_from, "teacher_model": args.teacher_model,
                              "resolved config": "\n" + to_yaml(cfg)})
-    if args.verify_posteriors and dist.is_main:  # (the other ranks wait for rank 0 in the process group)
-        from asrkt.transfer.dump import verify_posteriors
-
-        for post, data in ((args.train_post, args.train_dir), (args.valid_post, args.valid_dir)):
-            if post:
-                verify_posteriors(post, data_dir=data)
-    trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, targets_dir=args.targets_dir,
-                      train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from,
-                      teacher_model=args.teacher_model, dist=dist)
     try:
+        if args.verify_posteriors and dist.is_main:  # (the other ranks wait for rank 0 in the process group)
+            from asrkt.transfer.dump import verify_posteriors
+
+            for post, data in ((args.train_post, args.train_dir), (args.valid_post, args.valid_dir)):
+                if post:
+                    verify_posteriors(post, data_dir=data)
+        trainer = Trainer(cfg, args.train_dir, args.valid_dir, exp_dir, targets_dir=args.targets_dir,
+                          train_post=args.train_post, valid_post=args.valid_post, init_from=args.init_from,
+                          teacher_model=args.teacher_model, dist=dist)
         trainer.check_resume()  # before replay.sh is rewritten: a refused resume leaves the folder as it was
         if dist.is_main:
             write_replay(exp_dir, argv, dist.world)

@@ -156,6 +156,11 @@ class Trainer:
         for term in self.terms:
             term.setup(self)
         logger.info("objective %s; loss = %s", self.objective.name, " + ".join(t.describe() for t in self.terms))
+        coupled = [t.name for t in self.terms if t.batch_coupled]
+        if self.dist.enabled and coupled and self.dist.is_main:
+            logger.warning("loss term(s) %s couple the utterances of a batch: each of the %d processes computes them "
+                           "over its share of the batch, so they differ from a one-process run (the other terms do "
+                           "not)", ", ".join(coupled), self.dist.world)
         self.hooks = [build_hook(spec) for spec in cfg.hooks]
 
         self.optimizer = self._make_optimizer()
