@@ -192,3 +192,24 @@ def test_sharded_sampler_splits_every_batch_exactly_once():
             standins += 1
             assert len(batch) == 1 and parts[1][i] == batch  # a stand-in is a real utterance (weight 0)
     assert standins == 3  # the three 148-frame utterances have a batch each
+
+
+def test_a_bad_utterance_skips_the_batch_on_every_rank(recipe, tmp_path):
+    """NaN features in one utterance: every rank skips that batch (no rank waits for another), the rank holding
+    it names it in train.log (a rank other than 0 writes warnings only), and the result is the one-process one."""
+    from asrkt.bin import train
+
+    argv, root = recipe
+    noisy = add_features(make_data_dir(tmp_path, num_speakers=3, utts_per_speaker=5), nan_utt="spk1-u2")
+    argv = list(argv)
+    argv[argv.index("--train-dir") + 1] = str(noisy)  # (the dev set stays clean)
+    argv += ["--schedule.max-epochs", "1", "--schedule.min-epochs", "1", "--max-bad-batch-fraction", "0.3"]
+    train.main(argv + ["--exp-dir", str(tmp_path / "one")])
+    run_train(argv, tmp_path / "two", 2)
+    (one,), (two,) = history(tmp_path / "one"), history(tmp_path / "two")
+    assert one["bad_batches"] == two["bad_batches"] == 1
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=REL_TOL)
+    log = (tmp_path / "two" / "log" / "train.log").read_text().splitlines()
+    named = [line for line in log if "skipped: loss nan (non-finite features in utterance(s) spk1-u2" in line]
+    assert len(named) == 1 and " WARNING: " in named[0]
+    assert sum(" 1 of " in line and "batches skipped" in line for line in log) == 1  # the epoch's count, rank 0

@@ -319,7 +319,10 @@ class Trainer:
                 culprits = [] if standin else batch.nonfinite_utts()
                 where = (f"non-finite features in utterance(s) {', '.join(culprits)} of {self.train_dir}/feats.scp"
                          if culprits else f"utterances {', '.join(batch.utts[:5])}{', ...' * (len(batch.utts) > 5)}")
-                if culprits or self.dist.is_main:  # (distributed: the rank that holds the culprits names them)
+                # Distributed: the rank that holds the culprits names them; rank 0 speaks when none does.
+                named = int(distributed.all_reduce_sum([len(culprits)], self.device)[0]) if self.dist.enabled \
+                    else len(culprits)
+                if culprits or (not named and self.dist.is_main):
                     logger.warning("epoch %s batch %d/%d skipped: %s (%s)", epoch, done, num_batches, reason, where)
                 if bad > max_bad:
                     raise AsrktError(
@@ -503,7 +506,7 @@ class Trainer:
                     train["frames_per_s"], elapsed, train["train_time_s"],
                     row["decision"] if decision.stop else decision.reason, decision.rel_impr, decision.next_lr,
                     f"; stopping: {decision.reason}" if decision.stop else "")
-        if train["bad_batches"]:
+        if train["bad_batches"] and self.dist.is_main:
             logger.warning("epoch %d: %d of %d batches skipped (non-finite loss or gradient)", epoch,
                            train["bad_batches"], train["batches"])
         if decision.best:
