@@ -3,9 +3,11 @@ i.e. torchrun's launcher) against 1 process with the same global batch, on a tin
 
 Tolerance: the two runs compute the same gradients, but the ranks' partial sums are added in another order
 (float32 per batch, then float64 over the ranks), so values differ by float rounding (~1e-7 relative per
-step), which ~30 Adam steps amplify: measured <= 2e-5 relative on the losses after 5 epochs, <= 2e-5 on the
-weights. We allow 1e-3 relative on every loss and 1e-3 absolute on the weights; a wrong normalisation (local
-instead of global counts, or DDP's averaging left uncorrected) moves the losses by several percent.
+step). Over 40 Adam steps this was measured at <= 1e-5 relative on every loss, and on the weights ~1e-6 on
+average but up to 4e-4 for a few: Adam divides by the gradient's running RMS, so where a gradient is near zero
+its rounding noise can move a weight by up to one step (lr = 3e-3). We allow 1e-3 relative on every loss,
+1e-3 absolute on any weight and 1e-5 on their mean; a wrong normalisation (local instead of global counts, or
+DDP's averaging left uncorrected) moves the losses by several percent.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from conftest import REPO_ROOT, make_data_dir
 from test_train_data import add_features, make_lang, write_posteriors
 
 REL_TOL = 1e-3
-WEIGHT_TOL = 1e-3
+WEIGHT_TOL, MEAN_WEIGHT_TOL = 1e-3, 1e-5
 EPOCHS = 5
 KILL_AFTER = 3  # the interrupted run is killed as soon as this epoch's checkpoint appears (DILS inserted at 3)
 
@@ -90,8 +92,8 @@ def assert_same_run(a: Path, b: Path) -> None:
             assert rb[key] == pytest.approx(ra[key], rel=REL_TOL), (ra["epoch"], key)
     ma, mb = load_model(a / "final.pt")[0].state_dict(), load_model(b / "final.pt")[0].state_dict()
     assert list(ma) == list(mb)  # no "module." prefix: DDP's checkpoints load in one process
-    for k in ma:
-        assert torch.allclose(ma[k], mb[k], atol=WEIGHT_TOL), k
+    diffs = torch.cat([(ma[k] - mb[k]).abs().flatten() for k in ma])
+    assert diffs.max() <= WEIGHT_TOL and diffs.mean() <= MEAN_WEIGHT_TOL, (diffs.max(), diffs.mean())
 
 
 @pytest.fixture(scope="module")
