@@ -273,7 +273,8 @@ class Trainer:
     def _global_totals(self, parts: dict, frames: int) -> tuple[dict, int]:
         """{term: (sum, count)} and the frames of the whole batch: this rank's, summed over the ranks (one
         all-reduce per batch) when distributed."""
-        totals = {name: (float(v.item()), int(c)) if v is not None and c else (0.0, 0) for name, (v, c) in parts.items()}
+        totals = {name: (float(v.item()), int(c)) if v is not None and c else (0.0, 0)
+                  for name, (v, c) in parts.items()}
         if not self.dist.enabled:
             return totals, frames
         names = list(totals)
