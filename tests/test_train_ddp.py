@@ -215,3 +215,17 @@ def test_a_bad_utterance_skips_the_batch_on_every_rank(recipe, tmp_path):
     named = [line for line in log if "skipped: loss nan (non-finite features in utterance(s) spk1-u2" in line]
     assert len(named) == 1 and " WARNING: " in named[0]
     assert sum(" 1 of " in line and "batches skipped" in line for line in log) == 1  # the epoch's count, rank 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nproc", "0"], "--nproc must be an integer >= 1 and --ngpu one >= 0, got '0' and '0'"),
+    (["--ngpu", "x"], "--nproc must be an integer >= 1 and --ngpu one >= 0, got '1' and 'x'"),
+    (["--ngpu", "2", "--nproc", "3"], "--ngpu 2 starts one training process per GPU: leave --nproc out (got --nproc 3)"),
+])
+def test_bad_recipe_ddp_options_are_one_error_line(repo_root, tmp_path, args, message):
+    from test_recipe_digits import _recipe_copy
+
+    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"ERROR: {message}" in proc.stderr, proc.stderr
+    assert not (recipe / "data").exists() and not (recipe / "exp").exists()
