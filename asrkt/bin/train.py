@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def launch(nproc: int, argv: list[str]) -> None:
+def launch(nproc: int, argv: list[str], exp_dir: Path) -> None:
     """Run this command in ``nproc`` processes through torchrun's launcher (its --standalone rendezvous on a free
     local port); a failure becomes one line (each process has printed its own error above it)."""
     import uuid
@@ -110,14 +110,10 @@ def launch(nproc: int, argv: list[str]) -> None:
         rank, failure = min(e.failures.items())
         raise AsrktError(f"training failed in {len(e.failures)} of {nproc} processes (rank {rank}: exit code "
                          f"{failure.exitcode}); the processes' errors are above and in "
-                         f"{Path(_exp_dir_of(argv)) / 'log' / 'train.log'}") from None
+                         f"{exp_dir / 'log' / 'train.log'}") from None
     except SignalException as e:  # SIGTERM/SIGINT: the launcher has stopped the processes
         logger.error("stopped by signal %s", e.sigval.name)
         sys.exit(128 + int(e.sigval))
-
-
-def _exp_dir_of(argv: list[str]) -> str:
-    return build_parser().parse_known_args(argv)[0].exp_dir
 
 
 @main_wrapper
@@ -136,7 +132,7 @@ def main(argv=None):
         die_with_parent()
     elif args.nproc > 1:
         setup_logging(args.log_level)
-        return launch(args.nproc, argv)
+        return launch(args.nproc, argv, Path(args.exp_dir))
     exp_dir = Path(args.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     # Rank 0 logs everything; the others only their warnings and errors (into the same train.log).
