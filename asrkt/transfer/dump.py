@@ -246,9 +246,10 @@ def scan_posteriors(scp, info: dict, input_frames: dict[str, int] | None = None)
             if utt not in input_frames:
                 raise fail("posteriors of an utterance that has no features in the data dir (a job ran on the "
                            "wrong data?)", scp, utt)
-            if not frames_match(n, input_frames[utt], sub):
-                raise fail(f"{n} frames, but the teacher's output for its {input_frames[utt]} feature frames has "
-                           f"{' or '.join(map(str, sorted({input_frames[utt] // sub, -(-input_frames[utt] // sub)})))} "
+            feat = input_frames[utt]
+            if not frames_match(n, feat, sub):
+                want = " or ".join(map(str, sorted({feat // sub, -(-feat // sub)})))
+                raise fail(f"{n} frames, but the teacher's output for its {feat} feature frames has {want} "
                            f"(subsampling {sub}): the features changed after the dump? rerun stage 4", scp, utt)
         digests[utt] = utterance_digest(value)
         frames += n
