@@ -183,6 +183,37 @@ class FrameBatchSampler(torch.utils.data.Sampler):
         return len(self.batches())
 
 
+class ShardedBatchSampler(torch.utils.data.Sampler):
+    """One rank's share of every batch of ``base`` (distributed training): utterances ``rank, rank + world, ...``
+    of each global batch (as ESPnet's ``batch[rank::world_size]``; the batch is sorted by length, so the shares
+    are balanced). Every rank builds the same global batches (same seed), so together they cover each batch
+    exactly once and take the same number of steps.
+
+    A batch with fewer utterances than ranks gives the ranks left over its first utterance as a stand-in
+    (:meth:`is_standin`): it keeps them in step with the others (DDP needs a backward pass from every rank) and
+    the trainer gives it no weight, where ESPnet refuses such a batch.
+    """
+
+    def __init__(self, base: FrameBatchSampler, rank: int, world: int):
+        if world < 1 or not 0 <= rank < world:
+            raise AsrktError(f"rank {rank} must lie in [0, world size {world})")
+        self.base, self.rank, self.world = base, rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def is_standin(self, i: int) -> bool:
+        """Whether this rank's part of batch ``i`` is a stand-in (the batch has no utterance for this rank)."""
+        return len(self.base.batches()[i]) <= self.rank
+
+    def __iter__(self):
+        for batch in self.base.batches():
+            yield batch[self.rank::self.world] or batch[:1]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
 @dataclasses.dataclass
 class Batch:
     """A padded batch: features (B, T, D), lengths, and ``inputs`` (source name -> batched items: the

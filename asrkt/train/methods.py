@@ -40,6 +40,7 @@ class PktTerm(LossTerm):
     name = "pkt"
     inputs = (STUDENT_HIDDEN, TEACHER_FORWARD)
     Options = PktOptions
+    batch_coupled = True
 
     def setup(self, trainer) -> None:
         s, t = trainer.model.subsampling, trainer.teacher.subsampling

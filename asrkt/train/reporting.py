@@ -84,8 +84,8 @@ class EpochProgress(Progress):
     """Progress of one epoch (tqdm on a terminal, else a log line every ``every_s`` seconds) with the running
     loss, each term apart, and the lr appended."""
 
-    def __init__(self, epoch: int, total_batches: int, every_s: float):
-        super().__init__(total_batches, unit="batches", desc=f"epoch {epoch}", every_s=every_s, log=logger)
+    def __init__(self, epoch: int, total_batches: int, every_s: float, bar: bool = True):
+        super().__init__(total_batches, unit="batches", desc=f"epoch {epoch}", every_s=every_s, log=logger, bar=bar)
         self.status = ""
 
     def step(self, frames: int, stats: LossStats, lr: float) -> None:

@@ -64,6 +64,9 @@ class LossTerm:
     name: ClassVar[str] = ""
     inputs: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
+    # True when the value is not a sum over utterances but couples those of a batch (e.g. PKT's similarities
+    # between all its frames): data-parallel ranks then compute it over their share of each batch.
+    batch_coupled: ClassVar[bool] = False
 
     def __init__(self, weight: float = 1.0, options=None):
         if not weight > 0:

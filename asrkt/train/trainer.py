@@ -12,6 +12,12 @@ The loop knows nothing of particular losses, objectives or methods. It asks
 * the **schedule** (:mod:`asrkt.train.schedule`) for the learning rate, which epoch to keep and when the dev loss
   has converged.
 
+Distributed (``torchrun``, :mod:`asrkt.train.distributed`): every rank draws the same global batches and trains
+on its share of each; the per-term sums and counts of a batch are summed over the ranks before the loss is
+formed, so each rank's loss is ``world x sum_i weight_i * local_sum_i / global_count_i`` and DDP's averaged
+gradient is the one-process gradient. The dev pass is split the same way and its sums are added up. Rank 0
+alone writes the exp folder; every rank reads it to resume.
+
 Exp folder: ``config.yaml`` (resolved), ``log/train.log`` (by the caller), ``checkpoints/`` and ``final.pt``
 (:mod:`asrkt.train.checkpoints`), ``summary.tsv`` and ``train_curves.png`` (:mod:`asrkt.train.reporting`),
 ``train_info.yaml`` (objective, terms, epochs, stop reason, time; written when training ends). Rerunning in a
@@ -28,7 +34,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from asrkt.data.dataset import FrameBatchSampler, UtteranceDataset, make_loader
+from asrkt.data.dataset import FrameBatchSampler, ShardedBatchSampler, UtteranceDataset, make_loader
+from asrkt.train import distributed
+from asrkt.train.distributed import SINGLE, DistInfo
 from asrkt.train.terms import (HARD_TARGETS, STUDENT_HIDDEN, TEACHER_FORWARD, TEACHER_POSTERIORS, ModelOutput,
                                 TeacherTargets, build_term)
 from asrkt.models import build_model, describe, load_model
@@ -68,13 +76,15 @@ class Trainer:
     ``targets_dir``: the objective's targets (the lang dir for CTC); needed by terms on hard targets and for the
     dev metric. ``train_post``/``valid_post``: dumped teacher posterior dirs, for terms that declare them.
     ``init_from``: a model checkpoint that initialises the model (``cfg.init`` says how). ``teacher_model``: a
-    model checkpoint run alongside the student, for terms on the teacher's on-the-fly outputs.
+    model checkpoint run alongside the student, for terms on the teacher's on-the-fly outputs. ``dist``: this
+    process's rank among the training processes (default: one process); :meth:`setup` joins the process group.
     """
 
     def __init__(self, cfg: TrainConfig, train_dir, valid_dir, exp_dir, targets_dir=None, train_post=None,
-                 valid_post=None, init_from=None, teacher_model=None, lang_dir=None):
+                 valid_post=None, init_from=None, teacher_model=None, lang_dir=None, dist: DistInfo | None = None):
         check_train_config(cfg)
         self.cfg = cfg
+        self.dist = dist or SINGLE
         self.train_dir, self.valid_dir, self.exp_dir = Path(train_dir), Path(valid_dir), Path(exp_dir)
         targets_dir = targets_dir or lang_dir
         self.targets_dir = Path(targets_dir) if targets_dir else None
@@ -96,7 +106,8 @@ class Trainer:
             return
         cfg = self.cfg
         torch.set_num_threads(cfg.num_threads)
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.device_for(self.dist, resolve_device(cfg.device))
+        distributed.init_process_group(self.dist, self.device)
         self.objective = build_objective(cfg.objective, self.targets_dir)
         defaults = {"temperature": cfg.loss.temperature, "backend": cfg.loss.kd_backend}
         self.terms = [build_term(spec, defaults) for spec in loss_term_specs(cfg.loss, self.objective.hard_term)]
@@ -135,6 +146,7 @@ class Trainer:
         self.init_meta = initialize(self.model, self.init_from, cfg.init, None if resuming else InitData(
             self.train_set, self.device, cfg.seed, cfg.batch))
         self.model.to(self.device)
+        self.step_model = distributed.wrap(self.model, self.dist, self.device)
         logger.info("model: %s", describe(self.model))
         self._attach_sources(needs, soft, feats_info_name=FEATS_INFO)
         if TEACHER_FORWARD in needs:
@@ -144,6 +156,11 @@ class Trainer:
         for term in self.terms:
             term.setup(self)
         logger.info("objective %s; loss = %s", self.objective.name, " + ".join(t.describe() for t in self.terms))
+        coupled = [t.name for t in self.terms if t.batch_coupled]
+        if self.dist.enabled and coupled and self.dist.is_main:
+            logger.warning("loss term(s) %s couple the utterances of a batch: each of the %d processes computes them "
+                           "over its share of the batch, so they differ from a one-process run (the other terms do "
+                           "not)", ", ".join(coupled), self.dist.world)
         self.hooks = [build_hook(spec) for spec in cfg.hooks]
 
         self.optimizer = self._make_optimizer()
@@ -152,6 +169,9 @@ class Trainer:
         self.train_sampler = FrameBatchSampler(self.train_set.num_frames, b.max_frames, b.max_utts, shuffle=b.shuffle,
                                                seed=cfg.seed, length_jitter=b.length_jitter)
         self.valid_sampler = FrameBatchSampler(self.valid_set.num_frames, b.max_frames, b.max_utts, shuffle=False)
+        if self.dist.enabled:  # each rank its share of every global batch (the same batches on every rank)
+            self.train_sampler, self.valid_sampler = (ShardedBatchSampler(s, self.dist.rank, self.dist.world)
+                                                      for s in (self.train_sampler, self.valid_sampler))
         self.train_loader = make_loader(self.train_set, self.train_sampler)
         self.valid_loader = make_loader(self.valid_set, self.valid_sampler)
         self.metric = self.objective.metric if HARD_TARGETS in self.valid_set.sources else None
@@ -212,15 +232,19 @@ class Trainer:
         """For hooks: train ``model`` from now on; the optimizer is rebuilt at the current learning rate."""
         lr = self.optimizer.param_groups[0]["lr"]
         self.model = model.to(self.device)
+        self.step_model = distributed.wrap(self.model, self.dist, self.device)
         self.optimizer = self._make_optimizer()
         self._set_lr(lr)
         logger.info("model replaced (%s): %s", reason, describe(self.model))
 
     # -------------------------------------------------------------------------------------------- losses
-    def forward(self, batch) -> ModelOutput:
-        if STUDENT_HIDDEN in self.needs:
-            logits, out_lengths, hidden = self.model.forward_with_hidden(batch.feats, batch.lengths)
-            out = ModelOutput(logits, out_lengths, hidden)
+    def forward(self, batch, train: bool = False) -> ModelOutput:
+        """The model's outputs (and the on-the-fly teacher's); ``train``: through DDP, whose gradients it syncs."""
+        with_hidden = STUDENT_HIDDEN in self.needs
+        if train:
+            out = ModelOutput(*self.step_model(batch.feats, batch.lengths, with_hidden))
+        elif with_hidden:
+            out = ModelOutput(*self.model.forward_with_hidden(batch.feats, batch.lengths))
         else:
             out = ModelOutput(*self.model(batch.feats, batch.lengths))
         if self.teacher is not None:
@@ -244,7 +268,30 @@ class Trainer:
     def _add(stats: LossStats, parts: dict) -> None:
         for name, (value, count) in parts.items():
             if value is not None and count:
-                stats.add(name, float(value.item()), count)
+                stats.add(name, float(value.item()) if isinstance(value, torch.Tensor) else value, count)
+
+    def _global_totals(self, parts: dict, frames: int) -> tuple[dict, int]:
+        """{term: (sum, count)} and the frames of the whole batch: this rank's, summed over the ranks (one
+        all-reduce per batch) when distributed."""
+        totals = {name: (float(v.item()), int(c)) if v is not None and c else (0.0, 0)
+                  for name, (v, c) in parts.items()}
+        if not self.dist.enabled:
+            return totals, frames
+        names = list(totals)
+        flat = distributed.all_reduce_sum([totals[n][0] for n in names] + [totals[n][1] for n in names] + [frames],
+                                          self.device)
+        k = len(names)
+        return {n: (flat[i], int(flat[k + i])) for i, n in enumerate(names)}, int(flat[-1])
+
+    def _all_reduce_stats(self, stats: LossStats) -> None:
+        """Add up the ranks' dev statistics (each rank saw its share of the dev batches)."""
+        names = list(stats.weights)
+        flat = distributed.all_reduce_sum([stats.sums[n] for n in names] + [stats.counts[n] for n in names]
+                                          + [stats.errors, stats.units], self.device)
+        k = len(names)
+        for i, n in enumerate(names):
+            stats.sums[n], stats.counts[n] = flat[i], int(flat[k + i])
+        stats.errors, stats.units = int(flat[-2]), int(flat[-1])
 
     # ---------------------------------------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int | str) -> dict:
@@ -258,21 +305,26 @@ class Trainer:
         max_bad = int(cfg.max_bad_batch_fraction * num_batches)
         lr = self.optimizer.param_groups[0]["lr"]
         stats, bad, frames = LossStats(self.weights), 0, 0
-        progress = EpochProgress(epoch, num_batches, cfg.log_interval_s)
+        progress = EpochProgress(epoch, num_batches, cfg.log_interval_s, bar=self.dist.is_main)
         start = time.perf_counter()
         try:
             for done, batch in enumerate(self.train_loader, 1):
                 batch = batch.to(self.device)
-                reason = self._train_step(batch, stats)
-                frames += batch.num_frames
-                progress.step(batch.num_frames, stats, lr)
+                standin = self.dist.enabled and self.train_sampler.is_standin(done - 1)
+                reason, batch_frames = self._train_step(batch, stats, standin)
+                frames += batch_frames
+                progress.step(batch_frames, stats, lr)
                 if reason is None:
                     continue
-                bad += 1
-                culprits = batch.nonfinite_utts()
+                bad += 1  # (the same on every rank: the decision is taken on the summed statistics)
+                culprits = [] if standin else batch.nonfinite_utts()
                 where = (f"non-finite features in utterance(s) {', '.join(culprits)} of {self.train_dir}/feats.scp"
                          if culprits else f"utterances {', '.join(batch.utts[:5])}{', ...' * (len(batch.utts) > 5)}")
-                logger.warning("epoch %d batch %d/%d skipped: %s (%s)", epoch, done, num_batches, reason, where)
+                # Distributed: the rank that holds the culprits names them; rank 0 speaks when none does.
+                named = int(distributed.all_reduce_sum([len(culprits)], self.device)[0]) if self.dist.enabled \
+                    else len(culprits)
+                if culprits or (not named and self.dist.is_main):
+                    logger.warning("epoch %s batch %d/%d skipped: %s (%s)", epoch, done, num_batches, reason, where)
                 if bad > max_bad:
                     raise AsrktError(
                         f"{self.train_dir}: {bad} of {num_batches} batches in epoch {epoch} had a non-finite loss "
@@ -284,15 +336,33 @@ class Trainer:
         return {"lr": lr, "stats": stats, "frames_per_s": frames / elapsed if elapsed > 0 else 0.0,
                 "train_time_s": elapsed, "bad_batches": bad, "batches": num_batches}
 
-    def _train_step(self, batch, stats: LossStats) -> str | None:
-        """Forward, backward, clip, update; adds to ``stats``. Returns why the batch was skipped (non-finite loss
-        or gradient: no update), else None."""
-        loss, parts = self.compute_terms(self.forward(batch), batch)
-        if loss is None:  # e.g. every utterance infeasible for CTC: the objective warned; nothing to learn
-            return None
-        value = loss.item()
+    def _train_step(self, batch, stats: LossStats, standin: bool = False) -> tuple[str | None, int]:
+        """Forward, backward, clip, update; adds the batch's statistics (of all ranks) to ``stats``. Returns why
+        the batch was skipped (non-finite loss or gradient: no update) or None, and the batch's frames (all
+        ranks). ``standin``: this rank's part is a stand-in (asrkt.data.dataset.ShardedBatchSampler), weight 0."""
+        out = self.forward(batch, train=True)
+        parts = {term.name: term(out, batch) for term in self.terms}
+        if standin:
+            parts = {name: (None, 0) for name in parts}
+        totals, frames = self._global_totals(parts, 0 if standin else batch.num_frames)
+        active = [t for t in self.terms if totals[t.name][1]]
+        if not active:  # e.g. every utterance infeasible for CTC: the objective warned; nothing to learn
+            return None, frames
+        value = sum(t.weight * totals[t.name][0] / totals[t.name][1] for t in active)
         if not math.isfinite(value):
-            return f"loss {value}"
+            return f"loss {value}", frames
+        # Normalised by the global counts; x world because DDP averages the ranks' gradients.
+        loss = None
+        for term in active:
+            v, c = parts[term.name]
+            if v is not None and c:
+                piece = term.weight * v / totals[term.name][1]
+                if self.dist.enabled:
+                    piece = piece * self.dist.world
+                loss = piece if loss is None else loss + piece
+        if self.dist.enabled:  # every parameter in the graph on every rank, also with no units here (DDP waits)
+            anchor = out.logits.sum() * 0.0
+            loss = anchor if loss is None else loss + anchor
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -300,17 +370,19 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
-            return f"gradient norm {norm.item()}"
+            return f"gradient norm {norm.item()}", frames
         self.optimizer.step()
-        self._add(stats, parts)
-        return None
+        self._add(stats, totals)
+        return None, frames
 
     @torch.no_grad()
     def validate(self) -> LossStats:
         """Dev pass: every term, and the objective's metric when the dev set has its targets."""
         self.model.eval()
         stats = LossStats(self.weights)
-        for batch in self.valid_loader:
+        for i, batch in enumerate(self.valid_loader):
+            if self.dist.enabled and self.valid_sampler.is_standin(i):
+                continue
             batch = batch.to(self.device)
             out = self.forward(batch)
             self._add(stats, self.compute_terms(out, batch)[1])
@@ -318,10 +390,14 @@ class Trainer:
                 errors, units = self.objective.errors(out.logits, out.out_lengths, batch.inputs[HARD_TARGETS])
                 stats.errors += errors
                 stats.units += units
+        if self.dist.enabled:
+            self._all_reduce_stats(stats)
         return stats
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, epoch: int) -> None:
+        if not self.dist.is_main:
+            return
         self.checkpoints.save(epoch, {
             "epoch": epoch, "model_config": to_dict(self.model.config), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
@@ -329,6 +405,8 @@ class Trainer:
             "bad_batches_total": self.bad_batches_total, "config": to_dict(self.cfg)})
 
     def _save_model(self, epoch: int, valid_loss: float, valid_metric: float) -> None:
+        if not self.dist.is_main:
+            return
         self.checkpoints.save_model(epoch, self.model, extra={
             "epoch": epoch, "valid_loss": valid_loss, "objective": self.objective.name,
             "metric": self.metric or "", "valid_metric": valid_metric, "loss_terms": dict(self.weights),
@@ -361,11 +439,15 @@ class Trainer:
         return True
 
     def _write_reports(self) -> None:
+        if not self.dist.is_main:
+            return
         write_summary(self.exp_dir / "summary.tsv", self.columns, self.history)
         plot_curves(self.exp_dir / "train_curves.png", str(self.exp_dir), self.history, list(self.weights),
                     self.metric, self.objective.metric_label if self.metric else "")
 
     def _write_train_info(self, run_time: float) -> None:
+        if not self.dist.is_main:
+            return
         s = self.schedule
         info = {"objective": self.objective.name, "metric": self.metric or "", "loss_terms": dict(self.weights),
                 "model_type": self.model.config.type, "best_epoch": s.best_epoch, "epochs": s.epoch,
@@ -425,7 +507,7 @@ class Trainer:
                     train["frames_per_s"], elapsed, train["train_time_s"],
                     row["decision"] if decision.stop else decision.reason, decision.rel_impr, decision.next_lr,
                     f"; stopping: {decision.reason}" if decision.stop else "")
-        if train["bad_batches"]:
+        if train["bad_batches"] and self.dist.is_main:
             logger.warning("epoch %d: %d of %d batches skipped (non-finite loss or gradient)", epoch,
                            train["bad_batches"], train["batches"])
         if decision.best:
@@ -439,22 +521,26 @@ class Trainer:
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self.check_resume()
         self.setup()
-        save_config(self.cfg, self.exp_dir / "config.yaml")
+        main = self.dist.is_main  # rank 0 alone writes the exp folder
+        if main:
+            save_config(self.cfg, self.exp_dir / "config.yaml")
         run_start = time.perf_counter()
         if not self._resume():
             self._start()
         while not self.schedule.done:
             self.run_epoch(self.schedule.epoch + 1)
             self._save_checkpoint(self.schedule.epoch)
-            if self.schedule.best_epoch > 0:
-                self.checkpoints.link_final(self.schedule.best_epoch)
-            self.checkpoints.prune_models(self.schedule.best_epoch)
+            if main:
+                if self.schedule.best_epoch > 0:
+                    self.checkpoints.link_final(self.schedule.best_epoch)
+                self.checkpoints.prune_models(self.schedule.best_epoch)
             self._write_reports()
 
         best = self.schedule.best_epoch
         if best == 0:  # no epoch beat the initial model: the initial model is the result
             self._save_model(0, self.schedule.best_loss, float("nan"))
-        self.checkpoints.link_final(best)
+        if main:
+            self.checkpoints.link_final(best)
         if self.history:
             self._write_reports()
         self._write_train_info(time.perf_counter() - run_start)

@@ -10,17 +10,28 @@ under ``torch.inference_mode`` and writes, per utterance, at the teacher's outpu
   probabilities renormalised over the K kept (so each frame sums to 1), which Kaldi nnet1 trains on.
 
 Each job also writes ``<ark stem>.info.yaml`` beside its archive (what it wrote, and from what).
-:func:`finish_posteriors` checks that all jobs agree, merges ``post.JOB.scp`` into ``post.scp`` and writes
-``post_info.yaml``, the sidecar :class:`asrkt.transfer.soft_targets.PosteriorInfo` reads.
+:func:`finish_posteriors` checks that all jobs agree, reads every job's archive back (every utterance of the
+data dir exactly once, its frame count the teacher's output length for its features, its class count, the
+job's own utterance and frame counts), merges ``post.JOB.scp`` into ``post.scp`` and writes ``post_info.yaml``,
+the sidecar :class:`asrkt.transfer.soft_targets.PosteriorInfo` reads, with a checksum of the whole dump
+(:func:`posterior_checksum`) that :func:`verify_posteriors` checks later on demand.
+
+The checksum does not depend on the number of jobs or the archive layout: it is the sha1 over the utterances in
+C (byte) order of ``utt id (UTF-8) + b"\\n" + the 20-byte sha1 of its posteriors`` in a canonical form
+(:func:`utterance_digest`: dense, the dimensions as little-endian int64 then the float32 values row by row;
+Kaldi Posterior, the frame count as int64, each frame's pair count as int32, then every (class id int32, weight
+float32) pair in order, all little-endian).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -35,6 +46,8 @@ from asrkt.utils.errors import AsrktError, fail
 from asrkt.utils.hashing import file_sha1
 
 logger = logging.getLogger(__name__)
+
+CHECKSUM_METHOD = "sha1 over C-sorted (utt, sha1 of its posteriors); asrkt.transfer.dump.posterior_checksum"
 
 OUTPUTS = ("log_probs", "logits")
 # Keys every job of one dump must agree on.
@@ -158,12 +171,100 @@ def dump_posteriors(model_path, data_dir, wspecifier: str, output: str = "log_pr
     return stats
 
 
+def utterance_digest(value) -> bytes:
+    """The 20-byte sha1 of one utterance's posteriors in a canonical form (all little-endian): a dense matrix as
+    its dimensions (int64) and its float32 values row by row; a Kaldi Posterior (list of frames of (class id,
+    weight) pairs) as its frame count (int64), each frame's pair count (int32), then every pair (int32, float32)."""
+    h = hashlib.sha1()
+    if isinstance(value, np.ndarray):
+        h.update(np.asarray(value.shape, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(value, dtype="<f4").tobytes())
+    else:
+        pair = np.dtype([("id", "<i4"), ("weight", "<f4")])
+        h.update(np.asarray(len(value), dtype="<i8").tobytes())
+        h.update(np.fromiter((len(f) for f in value), dtype="<i4", count=len(value)).tobytes())
+        h.update(np.array([(int(i), w) for f in value for i, w in f], dtype=pair).tobytes())
+    return h.digest()
+
+
+def posterior_checksum(digests: dict[str, bytes]) -> str:
+    """The checksum of a whole dump from its utterances' :func:`utterance_digest`: sha1 over the utterances in
+    C (byte) order of utt id (UTF-8) + newline + digest, so it does not depend on the jobs or the archives."""
+    h = hashlib.sha1()
+    for utt in sorted(digests, key=lambda u: u.encode("utf-8")):
+        h.update(utt.encode("utf-8") + b"\n" + digests[utt])
+    return h.hexdigest()
+
+
+def expected_input_frames(data_dir) -> dict[str, int]:
+    """utt -> feature frames of ``data_dir``: ``utt2num_frames`` (stage 1 writes it), else the matrices' shapes."""
+    data_dir = Path(data_dir)
+    feats = read_table(data_dir / "feats.scp", check_sorted=False)
+    table = read_table(data_dir / "utt2num_frames", check_sorted=False) \
+        if (data_dir / "utt2num_frames").is_file() else {}
+    if all(u in table for u in feats):
+        return {u: int(table[u]) for u in feats}
+    from asrkt.io import load_scp
+
+    scp = load_scp(data_dir / "feats.scp")
+    return {u: int(np.asarray(scp[u]).shape[0]) for u in feats}
+
+
+def _read_table_items(scp: Path, sparse: bool):
+    from asrkt.io import read_matrices, read_posteriors
+
+    return read_posteriors(f"scp:{scp}") if sparse else read_matrices(f"scp:{scp}")
+
+
+def scan_posteriors(scp, info: dict, input_frames: dict[str, int] | None = None) -> tuple[dict[str, bytes], int]:
+    """Read every utterance of ``scp`` and check it against ``info`` (kind, num_classes, topk, subsampling) and,
+    with ``input_frames``, against its features: the frame count must be the teacher's output length for them
+    (frames / subsampling, floor or ceil). Returns ({utt: digest}, frames); AsrktError on the first problem,
+    naming ``scp`` and the utterance."""
+    from asrkt.transfer.soft_targets import frames_match
+
+    scp = Path(scp)
+    sparse, num_classes = info["kind"] == TOPK_KIND, int(info["num_classes"])
+    sub, topk = int(info["subsampling"]), int(info.get("topk") or 0)
+    digests, frames = {}, 0
+    for utt, value in _read_table_items(scp, sparse):
+        if sparse:
+            n = len(value)
+            widest = max((len(f) for f in value), default=0)
+            top_id = max((int(i) for f in value for i, _ in f), default=-1)
+            if widest > topk or top_id >= num_classes:
+                raise fail(f"a frame has {widest} pairs or class id {top_id}: expected at most {topk} pairs with ids "
+                           f"below {num_classes}", scp, utt)
+        else:
+            if value.ndim != 2 or value.shape[1] != num_classes:
+                raise fail(f"expected a (frames, {num_classes}) matrix, got shape {value.shape}", scp, utt)
+            if np.isnan(value).any():
+                raise fail(f"posteriors contain NaN (first in frame {int(np.isnan(value).any(axis=1).argmax())})",
+                           scp, utt)
+            n = int(value.shape[0])
+        if input_frames is not None:
+            if utt not in input_frames:
+                raise fail("posteriors of an utterance that has no features in the data dir (a job ran on the "
+                           "wrong data?)", scp, utt)
+            feat = input_frames[utt]
+            if not frames_match(n, feat, sub):
+                want = " or ".join(map(str, sorted({feat // sub, -(-feat // sub)})))
+                raise fail(f"{n} frames, but the teacher's output for its {feat} feature frames has {want} "
+                           f"(subsampling {sub}): the features changed after the dump? rerun stage 4", scp, utt)
+        digests[utt] = utterance_digest(value)
+        frames += n
+    return digests, frames
+
+
 def finish_posteriors(post_dir, nj: int, data_dir=None, model_path=None) -> dict:
     """Merge the ``nj`` job scripts of ``post_dir`` into ``post.scp`` and write ``post_info.yaml``.
 
-    Checks: every job finished (its scp and info exist), all jobs agree on what they dumped; with
-    ``model_path``, the teacher checkpoint is still the one dumped; with ``data_dir``, its features are the
-    ones the teacher saw and every utterance with features has posteriors. Returns the info written.
+    Checks: every job finished (its scp and info exist), all jobs agree on what they dumped, every job's archive
+    reads back with the utterance and frame counts it reported, the class count and (top-k) pair count of the
+    dump, and no utterance twice; with ``model_path``, the teacher checkpoint is still the one dumped; with
+    ``data_dir``, its features are the ones the teacher saw, every utterance with features has posteriors, none
+    other has, and each has the teacher's output length for its features. Writes the dump's checksum
+    (:func:`posterior_checksum`). Returns the info written.
     """
     from asrkt.io import merge_scp
 
@@ -205,16 +306,26 @@ def finish_posteriors(post_dir, nj: int, data_dir=None, model_path=None) -> dict
     if len(have) != total_utts:
         raise fail(f"{len(have)} distinct utterances in the job scripts but the jobs report {total_utts}",
                    post_dir)
+    input_frames = None
     if data_dir is not None:  # checked before anything is written
         feats = feature_info(data_dir)
         if feats["config_hash"] != first["feature_config_hash"]:
             raise fail(f"features of {data_dir} (config {feats['config_hash']}) are not the ones the teacher "
                        f"saw (config {first['feature_config_hash']})", post_dir)
         feats_scp = Path(data_dir) / "feats.scp"
-        missing = [u for u in read_table(feats_scp, check_sorted=False) if u not in have]
+        input_frames = expected_input_frames(data_dir)
+        missing = [u for u in input_frames if u not in have]
         if missing:
             raise fail(f"{len(missing)} utterances of {feats_scp} have no posteriors (first: '{missing[0]}'); "
                        "was the split made from another data dir?", post_dir, utt=missing[0])
+    # Every archive read back: what the jobs say they wrote is what is there, and what the teacher must give.
+    digests: dict[str, bytes] = {}
+    for j, (scp, (info_path, info)) in enumerate(zip(scps, infos), 1):
+        job_digests, job_frames = scan_posteriors(scp, first, input_frames)
+        if len(job_digests) != int(info["num_utts"]) or job_frames != int(info["num_frames"]):
+            raise fail(f"dump job {j} reported {info['num_utts']} utterances and {info['num_frames']} frames but its "
+                       f"archive holds {len(job_digests)} and {job_frames} (rerun stage 4 with --overwrite true)", scp)
+        digests.update(job_digests)
     (post_dir / POST_INFO).unlink(missing_ok=True)  # the dir is incomplete until the sidecar is back
     merge_scp(scps, merged)
     frames = sum(int(i["num_frames"]) for _, i in infos)
@@ -224,12 +335,45 @@ def finish_posteriors(post_dir, nj: int, data_dir=None, model_path=None) -> dict
         "teacher_checkpoint": first.get("teacher_checkpoint"),
         "num_utts": total_utts, "num_frames": frames, "bytes": nbytes,
         "bytes_per_frame": round(nbytes / frames, 2) if frames else None,
+        "checksum": posterior_checksum(digests), "checksum_method": CHECKSUM_METHOD,
         "nj": nj, "seconds": round(sum(float(i.get("seconds", 0)) for _, i in infos), 3),
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     })
     atomic_write_text(post_dir / POST_INFO, yaml.safe_dump(info, sort_keys=False))
-    logger.info("%s: %d utterances, %d frames, %.1f MB (%s) from %d jobs", merged, total_utts, frames,
-                nbytes / 1e6, info["kind"], nj)
+    logger.info("%s: %d utterances, %d frames, %.1f MB (%s) from %d jobs, checksum %s", merged, total_utts, frames,
+                nbytes / 1e6, info["kind"], nj, info["checksum"])
+    return info
+
+
+def verify_posteriors(post_dir, data_dir=None) -> dict:
+    """Read a finished posterior dir back through its ``post.scp`` and compare with ``post_info.yaml``: the
+    checksum, the utterance and frame counts (and, with ``data_dir``, the coverage and the frame counts against
+    its features, as :func:`finish_posteriors`). AsrktError on a mismatch; returns the info."""
+    post_dir = Path(post_dir)
+    info_path, scp = post_dir / POST_INFO, post_dir / POST_SCP
+    if not info_path.is_file() or not scp.is_file():
+        raise fail("missing: the posterior dump did not finish (rerun stage 4)", info_path if not
+                   info_path.is_file() else scp)
+    info = load_yaml(info_path)
+    if not info.get("checksum"):
+        raise fail("has no checksum (written by an older asrkt, or not by asrkt.bin.finish_posteriors): nothing "
+                   "to verify against; rerun asrkt.bin.finish_posteriors on the folder", info_path)
+    input_frames = expected_input_frames(data_dir) if data_dir is not None else None
+    digests, frames = scan_posteriors(scp, info, input_frames)
+    if input_frames is not None:
+        missing = [u for u in input_frames if u not in digests]
+        if missing:
+            raise fail(f"{len(missing)} utterances of {data_dir}/feats.scp have no posteriors (first: "
+                       f"'{missing[0]}')", scp, utt=missing[0])
+    if len(digests) != int(info["num_utts"]) or frames != int(info["num_frames"]):
+        raise fail(f"holds {len(digests)} utterances and {frames} frames but {info_path} says {info['num_utts']} and "
+                   f"{info['num_frames']}: the dir changed after it was finished; rerun stage 4 with --overwrite true",
+                   scp)
+    checksum = posterior_checksum(digests)
+    if checksum != info["checksum"]:
+        raise fail(f"checksum {checksum} of the posteriors differs from {info['checksum']} in {info_path}: an archive "
+                   "changed after the dump; rerun stage 4 with --overwrite true", scp)
+    logger.info("%s: %d utterances, %d frames, checksum %s verified", post_dir, len(digests), frames, checksum)
     return info
 
 

@@ -13,14 +13,14 @@ class Progress:
     """``Progress(total, "utts", desc="decoded")``; ``update(n, frames)`` per step; ``close()`` at the end."""
 
     def __init__(self, total: int, unit: str = "utts", desc: str = "", every_s: float = 10.0,
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, bar: bool = True):
         self.total, self.unit, self.desc, self.every_s = total, unit, desc, every_s
         self.log = log or logger
         self.done = 0
         self.frames = 0
         self.start = self.last = time.monotonic()
         self.bar = None
-        if sys.stderr.isatty():
+        if bar and sys.stderr.isatty():  # bar=False: lines only (e.g. a training rank other than 0)
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc or None, unit=unit.rstrip("s") or "it", leave=False)

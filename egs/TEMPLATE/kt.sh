@@ -57,6 +57,10 @@ kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, 
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
+nproc=1                # processes per training run: N > 1 trains data-parallel (DDP through torchrun; the same
+                       # global batch split between them), on the device the config says (gloo on CPU, NCCL on GPU)
+ngpu=0                 # GPUs per training run: N > 0 means N processes (DDP), one GPU each (device cuda), and
+                       # $train_cmd --gpu N, so that a Slurm cmd.sh allocates them; 0: as the config and cmd.sh say
 teacher_check_args=""  # extra options of the stage-4 teacher check, e.g. "--max-error-rate 99"
 tag=""                 # suffix of the exp and lang folder names, to keep variants apart (e.g. _seed2)
 commit_results=false   # true: make this run's records the recipe's reference results (results/, RESULTS.md)
@@ -84,6 +88,10 @@ if [ $# -ne 0 ]; then
 fi
 
 check_stages "$stage" "$stop_stage" 7
+[[ "$nproc" =~ ^[1-9][0-9]*$ && "$ngpu" =~ ^[0-9]+$ ]] \
+  || die "--nproc must be an integer >= 1 and --ngpu one >= 0, got '$nproc' and '$ngpu'"
+[ "$ngpu" -eq 0 ] || [ "$nproc" -eq 1 ] || [ "$nproc" -eq "$ngpu" ] \
+  || die "--ngpu $ngpu starts one training process per GPU: leave --nproc out (got --nproc $nproc)"
 recipe_start=$(date +%s)
 # --train-fraction F: stages 0-1 make the whole training set, the stages after it train on a subset of whole
 # speakers (data/<train set>_<P>pct, drawn with a fixed seed, so smaller fractions are subsets of larger ones);
@@ -148,12 +156,18 @@ post_dir() { echo "$teacher/post_$1"; }
 # next overwrite of the same system.
 # config_sha1 EXP CONFIG [train options]: sha1 of the training config as it resolves with these options (the
 # keys that change how a run executes, not what it trains, left out).
-config_sha1() {
+# train_config EXP CONFIG [train options]: that config, resolved (YAML); config_sha1_of: the sha1 of such a text.
+train_config() {
   local exp=$1 config=$2; shift 2
   # shellcheck disable=SC2086
   python -m asrkt.bin.train --print-config --config "$config" --train-dir "data/$train_set" \
-    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args \
-    | grep -Ev '^(num_threads|device|log_interval_s|keep_checkpoints):' | sha1sum | cut -d' ' -f1
+    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args
+}
+config_sha1_of() {
+  grep -Ev '^(num_threads|device|log_interval_s|keep_checkpoints):' | sha1sum | cut -d' ' -f1
+}
+config_sha1() {
+  train_config "$@" | config_sha1_of
   [ "${PIPESTATUS[0]}" -eq 0 ]
 }
 
@@ -168,9 +182,10 @@ set_aside() {
 }
 
 train_system() {
-  local exp=$1 config=$2 job_log pid sha; shift 2
-  sha=$(config_sha1 "$exp" "$config" "$@") \
+  local exp=$1 config=$2 job_log pid sha resolved threads procs launch=() ddp=(); shift 2
+  resolved=$(train_config "$exp" "$config" "$@") \
     || die "the config $config does not resolve (the error above): $exp is left as it was"
+  sha=$(printf '%s\n' "$resolved" | config_sha1_of)
   if [ -e "$exp/.done" ] && ! "$overwrite"; then
     # A finished system is reused only for the config it was trained with (.config_sha1; older runs lack it).
     if [ -f "$exp/.config_sha1" ] && [ "$(cat "$exp/.config_sha1")" != "$sha" ]; then
@@ -183,10 +198,16 @@ train_system() {
   job_log=$exp/log/train_job.log
   mkdir -p "$exp/log"
   rm -f "$job_log"  # the launcher appends; the trainer keeps its own $exp/log/train.log across resumes
-  log "training $exp (config $config); log: $job_log"
+  # What the launcher allocates: CPUs for every process's torch threads, and the GPUs of --ngpu.
+  procs=$(( ngpu > 0 ? ngpu : nproc ))
+  threads=$(printf '%s\n' "$resolved" | sed -n 's/^num_threads: *//p')
+  launch=(--num-threads "$(( procs * ${threads:-1} ))")
+  [ "$ngpu" -gt 0 ] && launch+=(--gpu "$ngpu") && ddp+=(--device cuda)
+  [ "$procs" -gt 1 ] && ddp+=(--nproc "$procs")
+  log "training $exp (config $config$([ "$procs" -gt 1 ] && echo ", $procs processes (DDP)")); log: $job_log"
   # shellcheck disable=SC2086
-  $train_cmd "$job_log" python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" \
-    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args &
+  $train_cmd "${launch[@]}" "$job_log" python -m asrkt.bin.train --config "$config" --train-dir "data/$train_set" \
+    --valid-dir "data/$valid_set" --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" "$@" $train_args "${ddp[@]}" &
   pid=$!
   # A background job ignores Ctrl-C: pass it on (the launcher stops its jobs on SIGTERM).
   trap 'kill -TERM "$pid" 2> /dev/null; exit 130' INT TERM
