@@ -20,6 +20,9 @@ Options:
 
 If any job fails: "run_local.py: K / N failed, log is in <log of the first failed job>" and the last 20 lines of
 that log on stderr, exit status 1 (after all jobs have finished). Ctrl-C or SIGTERM kills the running jobs.
+Each job runs in a process group of its own (so that stopping it stops its whole tree); a guard process kills
+those groups when run_local.py dies in any other way (kill -9 of it or of the recipe's process group), so that no
+job outlives the recipe and races its rerun.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ SHELL_OPERATORS = frozenset(
     ["|", "||", "&&", ";", "&", "|&", "(", ")", "<", ">", ">>", "2>", "2>>", "&>", "&>>", "2>&1", ">&2", "1>&2"]
 )
 TAIL_LINES = 20
+GUARD_FLAG = "--guard-jobs"  # internal: run as the guard process (see JobGuard)
+GUARD_GRACE_S = 2.0  # the guard's SIGTERM, then SIGKILL to what is left after this long
 
 
 class UsageError(Exception):
@@ -161,6 +166,81 @@ def default_max_jobs() -> int:
         return os.cpu_count() or 1
 
 
+class JobGuard:
+    """Kills the process groups of the running jobs when this launcher dies, however it dies.
+
+    The jobs run in sessions of their own, which a kill -9 of the recipe's process group does not reach, and a
+    SIGKILLed launcher cannot stop them. So a small guard process, in a session of its own, reads the job
+    process groups from a pipe whose only writer is this launcher ("+PGID" when a job starts, "-PGID" when it
+    has ended): the pipe closes when the launcher exits, normally or not, and the guard then stops the groups
+    still listed (SIGTERM, SIGKILL after GUARD_GRACE_S). A pipe rather than prctl(PR_SET_PDEATHSIG): that
+    reaches only the job's shell, not the tree under it, and fires when the thread that started it ends.
+    """
+
+    def __init__(self):
+        # close_fds (the default) keeps the write end out of the jobs: only this process holds it.
+        self.proc = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__), GUARD_FLAG],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+
+    def _send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(f"{line}\n".encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # the guard is gone (killed by hand) or closed: the jobs still run
+            pass
+
+    def started(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def ended(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        """Called when every job has ended: the guard finds nothing to stop and exits (not waited for: it
+        would cost each launcher call the guard's start-up time)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (the number was reused): not ours to stop
+        return False
+    return True
+
+
+def guard_jobs(stream=None) -> int:
+    """The guard process (JobGuard): follow the job groups on ``stream`` until it closes, then stop the rest."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the launcher's end stops us
+    stream = sys.stdin.buffer if stream is None else stream
+    pgids: set[int] = set()
+    for line in stream:
+        op, pgid = line[:1], int(line[1:])
+        if op == b"+":
+            pgids.add(pgid)
+        else:
+            pgids.discard(pgid)
+    # The launcher is gone, and these jobs had not ended.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in list(pgids):
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pgids.discard(pgid)
+        deadline = time.monotonic() + GUARD_GRACE_S
+        while pgids and time.monotonic() < deadline:
+            time.sleep(0.02)
+            pgids = {p for p in pgids if _group_alive(p)}
+        if not pgids:
+            break
+    return 0
+
+
 class LocalRunner:
     """Runs the jobs of a Request, at most `max_jobs` at a time, each in its own process group."""
 
@@ -171,6 +251,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._running: dict[int | None, subprocess.Popen] = {}
         self._stopped = False
+        self._guard: JobGuard | None = None
 
     def run_job(self, job_id: int | None) -> tuple[str, int | None]:
         """Run one job; returns (log, exit status), status None when it was never started."""
@@ -187,11 +268,13 @@ class LocalRunner:
             proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], stdin=subprocess.DEVNULL,
                                     stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
             self._running[job_id] = proc
+            self._guard.started(proc.pid)
         code = proc.wait()
         if code < 0:  # killed by a signal: report it as bash would
             code = 128 - code
         with self._lock:
             del self._running[job_id]
+            self._guard.ended(proc.pid)
         f.write(f"# Accounting: time={round(time.monotonic() - t0)} threads={self.threads}\n")
         f.write(f"# Ended (code {code}) at {date_string()}\n")
         f.close()
@@ -209,13 +292,17 @@ class LocalRunner:
 
     def run(self) -> list[tuple[str, int | None]]:
         ids = self.req.job_ids
-        with ThreadPoolExecutor(max_workers=min(self.max_jobs, len(ids))) as pool:
-            futures = [pool.submit(self.run_job, j) for j in ids]
-            try:
-                return [fut.result() for fut in futures]
-            except BaseException:
-                self.stop()
-                raise
+        self._guard = JobGuard()
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.max_jobs, len(ids))) as pool:
+                futures = [pool.submit(self.run_job, j) for j in ids]
+                try:
+                    return [fut.result() for fut in futures]
+                except BaseException:
+                    self.stop()
+                    raise
+        finally:  # (the pool has waited for every job)
+            self._guard.close()
 
 
 class Interrupted(Exception):
@@ -231,6 +318,8 @@ def _raise_interrupted(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     prog = "run_local.py"
     argv = sys.argv[1:] if argv is None else argv
+    if argv == [GUARD_FLAG]:
+        return guard_jobs()
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__.strip())
         return 0
