@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from recipe_helpers import alive, processes_in, wait_for
 
 RUN_LOCAL = Path(__file__).resolve().parents[1] / "egs" / "TEMPLATE" / "utils" / "run_local.py"
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -26,23 +26,6 @@ RECIPE = f"""{RUN_LOCAL} JOB=1:2 log/job.JOB.log bash job.sh pids/JOB &
 echo $! > launcher.pid
 wait $!
 """
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as dead: it only waits to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def start_recipe(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
@@ -80,23 +63,10 @@ def test_jobs_and_their_children_die_when_the_recipe_is_killed(tmp_path, victim)
             os.killpg(recipe.pid, signal.SIGKILL)
 
 
-def processes_in(folder: Path, marker: str) -> list[int]:
-    """The pids of the processes running in ``folder`` whose command line contains ``marker``."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == folder and \
-                    marker.encode() in (proc / "cmdline").read_bytes():
-                out.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours
-            continue
-    return out
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_finished_run_leaves_no_guard_process(tmp_path):
     proc = subprocess.run([str(RUN_LOCAL), "JOB=1:3", "log/x.JOB.log", "echo", "JOB"], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert [(tmp_path / "log" / f"x.{j}.log").read_text().splitlines()[2] for j in (1, 2, 3)] == ["1", "2", "3"]
-    wait_for(lambda: not processes_in(tmp_path.resolve(), "--guard-jobs"), 5, "the guard process outlived the run")
+    wait_for(lambda: not processes_in(tmp_path, "job_guard.py"), 5, "the guard process outlived the run")

@@ -20,8 +20,8 @@ Options:
 
 If any job fails: "run_local.py: K / N failed, log is in <log of the first failed job>" and the last 20 lines of
 that log on stderr, exit status 1 (after all jobs have finished). Ctrl-C or SIGTERM kills the running jobs.
-Each job runs in a process group of its own (so that stopping it stops its whole tree); a guard process kills
-those groups when run_local.py dies in any other way (kill -9 of it or of the recipe's process group), so that no
+Each job runs in a session of its own (so that stopping it stops its whole tree); a guard process (job_guard.py)
+stops them when run_local.py dies in any other way (kill -9 of it or of the recipe's process group), so that no
 job outlives the recipe and races its rerun.
 """
 from __future__ import annotations
@@ -46,8 +46,6 @@ SHELL_OPERATORS = frozenset(
     ["|", "||", "&&", ";", "&", "|&", "(", ")", "<", ">", ">>", "2>", "2>>", "&>", "&>>", "2>&1", ">&2", "1>&2"]
 )
 TAIL_LINES = 20
-GUARD_FLAG = "--guard-jobs"  # internal: run as the guard process (see JobGuard)
-GUARD_GRACE_S = 2.0  # the guard's SIGTERM, then SIGKILL to what is left after this long
 
 
 class UsageError(Exception):
@@ -167,78 +165,43 @@ def default_max_jobs() -> int:
 
 
 class JobGuard:
-    """Kills the process groups of the running jobs when this launcher dies, however it dies.
+    """Stops the jobs when this launcher dies, however it dies (kill -9 of it or of the recipe's process group).
 
-    The jobs run in sessions of their own, which a kill -9 of the recipe's process group does not reach, and a
-    SIGKILLed launcher cannot stop them. So a small guard process, in a session of its own, reads the job
-    process groups from a pipe whose only writer is this launcher ("+PGID" when a job starts, "-PGID" when it
-    has ended): the pipe closes when the launcher exits, normally or not, and the guard then stops the groups
-    still listed (SIGTERM, SIGKILL after GUARD_GRACE_S). A pipe rather than prctl(PR_SET_PDEATHSIG): that
-    reaches only the job's shell, not the tree under it, and fires when the thread that started it ends.
+    The jobs run in sessions of their own, which a kill of the recipe's process group does not reach. So a guard
+    process (job_guard.py, beside this file), in a session of its own, follows them on a pipe: each job's shell
+    writes its process group there as its first act (`register`), and we write when the job has ended. When the
+    pipe closes (we are gone, and no job is being started) the guard stops the groups still running. Not
+    prctl(PR_SET_PDEATHSIG): that reaches only the job's shell, not the tree under it, and fires when the
+    thread that started the job ends.
     """
 
     def __init__(self):
-        # close_fds (the default) keeps the write end out of the jobs: only this process holds it.
-        self.proc = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__), GUARD_FLAG],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "job_guard.py")
+        # -S: no site packages to import, the guard only needs the standard library (a fast start)
+        self.proc = subprocess.Popen([sys.executable, "-S", script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        self.fd = self.proc.stdin.fileno()
 
-    def _send(self, line: str) -> None:
-        try:
-            self.proc.stdin.write(f"{line}\n".encode())
-            self.proc.stdin.flush()
-        except (OSError, ValueError):  # the guard is gone (killed by hand) or closed: the jobs still run
-            pass
-
-    def started(self, pgid: int) -> None:
-        self._send(f"+{pgid}")
+    def register(self, cmd: str) -> str:
+        """``cmd`` preceded by the job's registration: the job's shell writes "+<its pid>" (its process group) to
+        the guard, then closes the pipe. It inherits the pipe from its fork on, so it is seen even when we die
+        before Popen returns. (Quiet and harmless when the guard is gone.)"""
+        return f'trap "" PIPE; echo "+$$" >&{self.fd} 2> /dev/null; exec {self.fd}>&-; trap - PIPE; {cmd}'
 
     def ended(self, pgid: int) -> None:
-        self._send(f"-{pgid}")
+        try:
+            self.proc.stdin.write(f"-{pgid}\n".encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # the guard is gone (killed by hand): the jobs still run
+            pass
 
     def close(self) -> None:
-        """Called when every job has ended: the guard finds nothing to stop and exits (not waited for: it
-        would cost each launcher call the guard's start-up time)."""
+        """Called when every job has ended: the guard finds nothing to stop and exits (not waited for: that
+        would add its start-up time to every launcher call)."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else (the number was reused): not ours to stop
-        return False
-    return True
-
-
-def guard_jobs(stream=None) -> int:
-    """The guard process (JobGuard): follow the job groups on ``stream`` until it closes, then stop the rest."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the launcher's end stops us
-    stream = sys.stdin.buffer if stream is None else stream
-    pgids: set[int] = set()
-    for line in stream:
-        op, pgid = line[:1], int(line[1:])
-        if op == b"+":
-            pgids.add(pgid)
-        else:
-            pgids.discard(pgid)
-    # The launcher is gone, and these jobs had not ended.
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pgid in list(pgids):
-            try:
-                os.killpg(pgid, sig)
-            except (ProcessLookupError, PermissionError):
-                pgids.discard(pgid)
-        deadline = time.monotonic() + GUARD_GRACE_S
-        while pgids and time.monotonic() < deadline:
-            time.sleep(0.02)
-            pgids = {p for p in pgids if _group_alive(p)}
-        if not pgids:
-            break
-    return 0
 
 
 class LocalRunner:
@@ -265,10 +228,10 @@ class LocalRunner:
             f.flush()
             t0 = time.monotonic()
             # A new session per job: Ctrl-C reaches only us, and we kill each job's whole process tree.
-            proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], stdin=subprocess.DEVNULL,
-                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", self._guard.register(cmd)],
+                                    stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(self._guard.fd,))
             self._running[job_id] = proc
-            self._guard.started(proc.pid)
         code = proc.wait()
         if code < 0:  # killed by a signal: report it as bash would
             code = 128 - code
@@ -318,8 +281,6 @@ def _raise_interrupted(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     prog = "run_local.py"
     argv = sys.argv[1:] if argv is None else argv
-    if argv == [GUARD_FLAG]:
-        return guard_jobs()
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__.strip())
         return 0
