@@ -77,19 +77,19 @@ def tracked_egs_hashes(repo_root: Path) -> dict:
 
 
 # ---------------------------------------------------------------- what a run made, independent of where and when
+OUTPUT_FOLDERS = ("downloads", "data", "exp")
 # Fields that say when or how fast something ran (and those ending in _time_s or _seconds): they differ between
 # any two runs.
 TIMING_KEYS = frozenset({"date", "created", "seconds", "rtf", "frames_per_s"})
 # Derived from what is compared, plus the training times: exp/RESULTS.md (from exp/results/*.yaml).
 DERIVED = frozenset({"exp/RESULTS.md"})
+# Temporary names that a kill can leave behind: asrkt.utils.atomic's (.x.tmp<pid>, .x.old<pid>), log.sh's
+# .done.tmp.<pid>, make_fbank.sh's .backup, tempfile's .scp.*.tmp, lang.py's and gmm.py's x.tmp.
+TEMPORARY = re.compile(r"(^\..*\.(tmp|old)\d*(\..*)?$)|(\.tmp$)|(^\.backup$)")
 
 
 def _is_timing(key) -> bool:
     return isinstance(key, str) and (key in TIMING_KEYS or key.endswith(("_time_s", "_seconds")))
-OUTPUT_FOLDERS = ("downloads", "data", "exp")
-# Temporary names that a kill can leave behind: asrkt.utils.atomic's (.x.tmp<pid>, .x.old<pid>), log.sh's
-# .done.tmp.<pid>, make_fbank.sh's .backup, tempfile's .scp.*.tmp, lang.py's and gmm.py's x.tmp.
-TEMPORARY = re.compile(r"(^\..*\.(tmp|old)\d*(\..*)?$)|(\.tmp$)|(^\.backup$)")
 
 
 def _without_timing(value):
@@ -110,7 +110,7 @@ def _canonical(value) -> str:
 
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
-        return f"tensor({t.dtype},{tuple(t.shape)},{_sha1(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())})"
+        return f"tensor({t.dtype},{tuple(t.shape)},{_sha1(t.reshape(-1).view(torch.uint8).numpy().tobytes())})"
     if isinstance(value, dict):
         return "{" + ",".join(f"{k!r}:{_canonical(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
@@ -160,10 +160,12 @@ def output_digest(recipe: Path) -> dict[str, str]:
             elif path.suffix == ".pt":
                 out[rel] = _sha1(_canonical(_without_timing(torch.load(path, map_location="cpu",
                                                                          weights_only=False))).encode())
-            elif path.suffix in (".wav", ".png", ".fst", ".model"):
-                out[rel] = _sha1(path.read_bytes())
             else:
-                text = path.read_text()
+                try:
+                    text = path.read_text()
+                except UnicodeDecodeError:  # audio, plots, FSTs, the BPE model
+                    out[rel] = _sha1(path.read_bytes())
+                    continue
                 for p in recipe_paths:
                     text = text.replace(p, "<recipe>")
                 if path.suffix == ".yaml":

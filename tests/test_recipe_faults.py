@@ -127,9 +127,13 @@ def test_kill_9_at_every_stage_then_rerun_gives_the_uninterrupted_result(repo_ro
     recipe = recipe_copy(repo_root, tmp_path / "digits")  # named as the reference: the records hold the name
     stages = {p.stage for p in KILL_POINTS}
     assert len(KILL_POINTS) >= 10 and stages == set(range(8))
+    left_by_kills = set()
     for n, point in enumerate(KILL_POINTS, start=1):
         run_and_kill(recipe, point, n, tmp_path / f"run.{n}.out")
         check_nothing_half_written(recipe, f"after kill point {n} (stage {point.stage}: {point.what})")
+        left_by_kills.update(leftovers(recipe))
+    # The kills did leave temporaries (the synthesis folder of the first one at least), for the reruns to remove.
+    assert any(name.startswith("downloads/.digits_tiny_seed1.tmp") for name in left_by_kills), left_by_kills
     proc = subprocess.run(tiny_command(), cwd=recipe, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0 and "Successfully finished" in proc.stderr, proc.stderr[-4000:]
 
