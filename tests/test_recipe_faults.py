@@ -22,6 +22,7 @@ from recipe_helpers import (
 )
 
 POLL_S = 0.02
+RUN_TIMEOUT_S = 1200
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,12 @@ def run_and_kill(recipe: Path, point: KillPoint, n: int, output: Path) -> None:
     with open(output, "w") as out:
         proc = subprocess.Popen(tiny_command(), cwd=recipe, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while not point.reached(recipe, output):
             assert proc.poll() is None, (f"the run ended (code {proc.returncode}) before kill point {n} (stage "
                                          f"{point.stage}: {point.what}):\n{output.read_text()[-3000:]}")
+            assert time.monotonic() < deadline, f"kill point {n} not reached in {RUN_TIMEOUT_S} s"
             time.sleep(POLL_S)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -134,7 +137,7 @@ def test_kill_9_at_every_stage_then_rerun_gives_the_uninterrupted_result(repo_ro
         left_by_kills.update(leftovers(recipe))
     # The kills did leave temporaries (the synthesis folder of the first one at least), for the reruns to remove.
     assert any(name.startswith("downloads/.digits_tiny_seed1.tmp") for name in left_by_kills), left_by_kills
-    proc = subprocess.run(tiny_command(), cwd=recipe, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(tiny_command(), cwd=recipe, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0 and "Successfully finished" in proc.stderr, proc.stderr[-4000:]
 
     assert leftovers(recipe) == []
