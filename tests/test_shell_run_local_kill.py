@@ -70,3 +70,23 @@ def test_a_finished_run_leaves_no_guard_process(tmp_path):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert [(tmp_path / "log" / f"x.{j}.log").read_text().splitlines()[2] for j in (1, 2, 3)] == ["1", "2", "3"]
     wait_for(lambda: not processes_in(tmp_path, "job_guard.py"), 5, "the guard process outlived the run")
+
+
+def test_the_guard_stops_the_groups_still_listed_when_its_pipe_closes():
+    """job_guard.py itself: SIGTERM to the groups registered and not ended, SIGKILL to one that ignores it, and
+    nothing to a group whose end was reported."""
+    def group(script: str) -> subprocess.Popen:
+        return subprocess.Popen(["bash", "-c", script], start_new_session=True)
+
+    plain, stubborn, ended = group("sleep 60"), group('trap "" TERM; sleep 60 & wait'), group("sleep 60")
+    guard = subprocess.Popen([sys.executable, "-S", str(RUN_LOCAL.with_name("job_guard.py"))], stdin=subprocess.PIPE)
+    try:
+        guard.communicate(f"+{plain.pid}\n+{stubborn.pid}\n+{ended.pid}\n-{ended.pid}\n".encode(), timeout=30)
+        assert guard.returncode == 0
+        assert plain.wait(timeout=5) == -signal.SIGTERM and stubborn.wait(timeout=5) == -signal.SIGKILL
+        assert ended.poll() is None
+    finally:
+        for p in (plain, stubborn, ended):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
