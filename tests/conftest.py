@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic Kaldi data dir, the repository root, and AN4's location."""
+"""Shared fixtures: a tiny synthetic Kaldi data dir, the repository root, AN4's location, and the tiny digits
+recipe run once per session (tiny_digits_run, from recipe_helpers)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import pytest
 import soundfile
 
 from asrkt.data.kaldi_dir import write_data_dir
+from recipe_helpers import tiny_digits_run  # noqa: F401  (a session fixture: defined once, here, so it runs once)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -189,3 +190,34 @@ def test_data_sh(tiny, repo_root, tmp_path):
     r = subprocess.run(["local/data.sh", "--sise", "tiny"], cwd=rec, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0 and "unknown option '--sise'" in r.stderr
+
+
+def test_rerun_after_a_killed_synthesis_removes_its_temporary_folder(tiny, tmp_path):
+    """kill -9 during synthesis leaves <audio>/../.<audio>.tmp<pid>; the rerun removes it (its process is gone)
+    but not the temporary folder of a synthesis that still runs (issue 16)."""
+    root, _ = tiny
+    audio = tmp_path / "audio"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "asrkt.bin.prepare_digits", "--size", "tiny", "--seed",
+                             str(SEED), "--audio-dir", str(audio), "--data-dir", str(tmp_path / "data")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stale = tmp_path / f".audio.tmp{proc.pid}"
+    try:
+        deadline = time.monotonic() + 60
+        while not (stale.is_dir() and any(stale.rglob("*.wav"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "the synthesis did not start"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert stale.is_dir() and not audio.exists()
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        running = tmp_path / f".audio.tmp{live.pid}"  # as if another run were synthesising right now
+        running.mkdir()
+        digits.prepare_digits("tiny", SEED, audio, tmp_path / "data")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["audio", "data", running.name])
+    finally:
+        live.kill()
+        live.wait()
+    assert _wav_hashes(audio) == _wav_hashes(root / "audio")  # and the rerun made the whole corpus

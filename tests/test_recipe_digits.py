@@ -3,77 +3,18 @@ them, and an --overwrite that redoes one. Slow (a few minutes on 2 cores), and C
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
-# Tiny models and one epoch: this checks that the stages fit together, not the WER.
-TINY_TRAIN_ARGS = ("--schedule.max_epochs 1 --schedule.min_epochs 1 --model.dnn.hidden_units 64 "
-                   "--model.dnn.hidden_layers 2 --model.lstm.cells 32 --model.lstm.num_layers 1")
-SYSTEMS = ("teacher", "student_kt_ft", "student_scratch", "student_kt_reg")
-
-
-def _recipe_copy(repo_root: Path, dest: Path) -> Path:
-    """egs/digits as a user would have it, in a temporary folder (shared parts linked, settings copied)."""
-    src = repo_root / "egs" / "digits"
-    dest.mkdir()
-    for name in ("utils", "kt.sh", "path.sh", "local"):
-        (dest / name).symlink_to(src / name)
-    for name in ("run.sh", "cmd.sh", "RESULTS.md"):
-        shutil.copy(src / name, dest / name)
-    shutil.copytree(src / "conf", dest / "conf")
-    shutil.copytree(src / "results", dest / "results")  # the committed reference results
-    return dest
-
-
-def tree_hashes(root: Path, names) -> dict:
-    """sha1 of every file under ``root``'s ``names`` (files or folders), links not followed."""
-    out = {}
-    for name in names:
-        path = root / name
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for f in files:
-            out[str(f.relative_to(root))] = hashlib.sha1(f.read_bytes()).hexdigest()
-    return out
-
-
-# What a run of the copy could write to in the repository: the reference results, and what it reaches through its
-# links. (Not the whole of egs/: other work may edit, e.g., configs while the test runs.)
-REPO_PATHS = ("egs/digits/results", "egs/digits/RESULTS.md", "egs/digits/local", "egs/TEMPLATE")
-
-
-def tracked_egs_hashes(repo_root: Path) -> dict:
-    """sha1 of the tracked files of REPO_PATHS as they are on disk (a recipe run must change none of them)."""
-    out = subprocess.run(["git", "ls-files", "-z", *REPO_PATHS], cwd=repo_root, capture_output=True, timeout=60)
-    if out.returncode != 0:
-        pytest.skip("not a git checkout")
-    files = [f for f in out.stdout.decode().split("\0") if f and (repo_root / f).is_file()]
-    return {f: hashlib.sha1((repo_root / f).read_bytes()).hexdigest() for f in files}
-
-
-def _run(recipe: Path, *args: str) -> str:
-    # A one-epoch teacher is degenerate by design here: the stage-4 gate is told to let it through.
-    cmd = ["./run.sh", "--data-opts", "--size tiny", "--train-args", TINY_TRAIN_ARGS,
-           "--teacher-check-args", "--max-error-rate 101", *args]
-    proc = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True, timeout=1200)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
-    assert "Successfully finished" in out
-    return out
+from recipe_helpers import SOURCE_FILES, SYSTEMS, TINY_TRAIN_ARGS, recipe_copy, run_tiny, tracked_egs_hashes, tree_hashes
 
 
 @pytest.mark.slow
-def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
-    recipe = _recipe_copy(repo_root, tmp_path / "digits")
-    source_files = ("run.sh", "cmd.sh", "conf", "results", "RESULTS.md")
-    sources_before = tree_hashes(recipe, source_files)
-    egs_before = tracked_egs_hashes(repo_root)
-
-    for stage in range(8):
-        out = _run(recipe, "--stage", str(stage), "--stop-stage", str(stage))
+def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits_run):
+    recipe = tiny_digits_run.recipe  # every stage run one by one (the shared fixture)
+    sources_before, egs_before = tiny_digits_run.sources_before, tiny_digits_run.egs_before
+    for stage, out in enumerate(tiny_digits_run.outputs):
         assert f"Stage {stage}: finished" in out
 
     # What each stage left behind.
@@ -102,12 +43,12 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert "reference test WER" in out  # this run printed next to the committed reference results
     # The run wrote its results under exp/ only: the recipe's source files, the committed reference results
     # included, are as they were (a first `make demo` used to leave a dirty git tree).
-    assert tree_hashes(recipe, source_files) == sources_before
+    assert tree_hashes(recipe, SOURCE_FILES) == sources_before
 
     # A rerun skips every stage: nothing is trained, synthesised or decoded again.
     marker = recipe / "exp/teacher/decode_test/.done"
     before = marker.stat().st_mtime_ns
-    out = _run(recipe)
+    out = run_tiny(recipe)
     assert "epoch 1" not in out and "synthesising" not in out
     assert out.count("skipping it") >= 10
     assert marker.stat().st_mtime_ns == before
@@ -115,13 +56,13 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     # --overwrite true redoes what it is asked to (here stages 1 and 7) and only that.
     feats = recipe / "data/dev/feats.scp"
     feats_before = feats.stat().st_mtime_ns
-    out = _run(recipe, "--stage", "1", "--stop-stage", "1", "--overwrite", "true")
+    out = run_tiny(recipe, "--stage", "1", "--stop-stage", "1", "--overwrite", "true")
     assert "redoing it" in out and feats.stat().st_mtime_ns != feats_before
-    out = _run(recipe, "--stage", "7", "--stop-stage", "7", "--overwrite", "true")
+    out = run_tiny(recipe, "--stage", "7", "--stop-stage", "7", "--overwrite", "true")
     assert "redoing it" in out and "%WER" in out
     assert marker.stat().st_mtime_ns != before
     assert (recipe / "exp/posteriorgram.png").is_file() and (recipe / "exp/curves.png").is_file()
-    assert tree_hashes(recipe, source_files) == sources_before
+    assert tree_hashes(recipe, SOURCE_FILES) == sources_before
     changed = {f for f, h in tracked_egs_hashes(repo_root).items() if egs_before.get(f) != h}
     assert not changed, f"the recipe run changed tracked files under egs/: {sorted(changed)}"
 
@@ -136,7 +77,7 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     assert proc.returncode != 0 and "unknown config key 'model.dnn.hiden_units'" in proc.stderr
     assert "exp/teacher is left as it was" in proc.stderr
     assert hashlib.sha1(teacher.read_bytes()).hexdigest() == sha and (recipe / "exp/teacher/.done").is_file()
-    out = _run(recipe, "--stage", "3", "--stop-stage", "3", "--overwrite", "true")
+    out = run_tiny(recipe, "--stage", "3", "--stop-stage", "3", "--overwrite", "true")
     assert "the previous exp/teacher is kept as exp/teacher.old" in out
     assert hashlib.sha1((recipe / "exp/teacher.old/final.pt").read_bytes()).hexdigest() == sha
     assert (recipe / "exp/teacher/.done").is_file()
@@ -146,7 +87,7 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
                            "--train-args", TINY_TRAIN_ARGS + " --optim.lr 0.123"],
                           cwd=recipe, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "exp/teacher was trained with another config than conf/teacher.yaml" in proc.stderr
-    out = _run(recipe, "--stage", "3", "--stop-stage", "3")  # the same config: done, skipped
+    out = run_tiny(recipe, "--stage", "3", "--stop-stage", "3")  # the same config: done, skipped
     assert "exp/teacher is done" in out
 
 
@@ -157,7 +98,7 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
 ])
 def test_bad_recipe_options_are_one_error_line(repo_root, tmp_path, args, message):
     """Refused before any stage runs, with one line; nothing is written."""
-    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    recipe = recipe_copy(repo_root, tmp_path / "digits")
     proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and f"ERROR: {message}" in proc.stderr, proc.stderr
     assert not (recipe / "data").exists() and not (recipe / "exp").exists()

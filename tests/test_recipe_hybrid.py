@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from test_recipe_digits import SYSTEMS, _recipe_copy, tracked_egs_hashes, tree_hashes
-from test_recipe_digits import _run as _run_tiny
+from recipe_helpers import SYSTEMS, recipe_copy, run_tiny, tracked_egs_hashes, tree_hashes
 
 # A short GMM schedule: the tiny corpus has a few minutes of audio. The triphones (tri1) make the targets.
 TINY_MONO_ARGS = "--num-iters 10 --tot-gauss 200"
@@ -15,13 +14,13 @@ TINY_TRI_ARGS = "--num-leaves 40 --tot-gauss 200 --num-iters 6 --realign-iters 3
 
 
 def _run(recipe, *args: str) -> str:
-    return _run_tiny(recipe, "--objective", "hybrid", "--mono-args", TINY_MONO_ARGS, "--tri-args", TINY_TRI_ARGS,
+    return run_tiny(recipe, "--objective", "hybrid", "--mono-args", TINY_MONO_ARGS, "--tri-args", TINY_TRI_ARGS,
                      *args)
 
 
 @pytest.mark.slow
 def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
-    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    recipe = recipe_copy(repo_root, tmp_path / "digits")
     source_files = ("run.sh", "cmd.sh", "conf", "results", "RESULTS.md")
     sources_before = tree_hashes(recipe, source_files)
     egs_before = tracked_egs_hashes(repo_root)

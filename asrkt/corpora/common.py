@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from asrkt.data.kaldi_dir import DataDir, spk2utt_from_utt2spk, write_data_dir
+from asrkt.utils.atomic import remove_stale_temps, tmp_name
 from asrkt.utils.errors import fail
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def replace_data_dir(path, wav_scp: dict, text: dict | None, utt2spk: dict, utt2
     dir is never deleted.
     """
     path = Path(path)
+    remove_stale_temps(path.parent)  # what a killed preparation left
     tables = {"wav.scp": wav_scp, "text": text, "utt2spk": utt2spk, "utt2dur": utt2dur}
     if path.exists():
         if not path.is_dir() or (any(path.iterdir()) and not _looks_like_data_dir(path)):
@@ -47,7 +49,7 @@ def replace_data_dir(path, wav_scp: dict, text: dict | None, utt2spk: dict, utt2
         if _same_tables(path, tables):
             logger.info("%s is up to date (%d utterances), left as it is", path, len(utt2spk))
             return False
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = tmp_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_data_dir(tmp, wav_scp=wav_scp, text=text, utt2spk=utt2spk,

@@ -34,7 +34,7 @@ from asrkt.utils.progress import Progress
 from asrkt.corpora.espeak import Espeak, english_languages, voice_variants
 from asrkt.data.kaldi_dir import c_sorted, read_table, write_table
 from asrkt.features.audio import resample
-from asrkt.utils.atomic import atomic_write_text
+from asrkt.utils.atomic import atomic_write_text, remove_stale_temps, tmp_name
 from asrkt.utils.errors import AsrktError, fail
 
 logger = logging.getLogger(__name__)
@@ -291,6 +291,7 @@ def prepare_digits(size: str, seed: int, audio_dir, data_dir, nj: int = 1) -> di
         raise AsrktError(f"unknown digits size '{size}', choose one of {', '.join(SIZES)}")
     audio_dir = Path(audio_dir).absolute()
     data_dir = Path(data_dir)
+    remove_stale_temps(audio_dir.parent)  # what a killed synthesis left (also when the audio is complete)
     with Espeak() as es:
         version = es.version
     voices = available_voices()
@@ -319,7 +320,7 @@ def _generate(size, seed, voices, config, audio_dir: Path, nj: int) -> dict:
     total = sum(len(plan[s]) for s in SETS)
     logger.info("synthesising %d digit utterances (size %s, seed %d, %d jobs) into %s", total, size, seed, nj,
                 audio_dir)
-    tmp = audio_dir.with_name(f".{audio_dir.name}.tmp{os.getpid()}")
+    tmp = tmp_name(audio_dir)  # (and a stale one of a killed run is removed)
     shutil.rmtree(tmp, ignore_errors=True)
     start = time.monotonic()
     try:

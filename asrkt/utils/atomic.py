@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,9 +26,62 @@ def write_failure(e: BaseException) -> str | None:
     return None
 
 
+# The temporary names of this package, with the pid of the process that made them: tmp_name's
+# ".<name>.tmp<pid>[.<suffix>]", and ".<name>.old<pid>" of a folder being swapped out (asrkt.corpora.common).
+TEMP_NAME = re.compile(r"^\..+\.(?:tmp|old)(\d+)(?:\..*)?$")
+_swept: set[Path] = set()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (a zombie counts: it has not been reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    except OverflowError:  # not a pid at all
+        return False
+    return True
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Remove the temporaries in ``folder`` whose process is gone (a writer killed with kill -9 or a power cut
+    had no chance to); returns what was removed. One whose process still runs is left alone: it may be a
+    concurrent writer. (The pid is looked up on this machine: a folder shared over the network with writers
+    on other hosts should not be written to by two runs at once in any case.)"""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        m = TEMP_NAME.match(entry.name)
+        if not m or int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:  # another rerun removed it first
+            continue
+        removed.append(path)
+    return removed
+
+
 def tmp_name(path) -> Path:
-    """The temporary name used while ``path`` is being written (same folder, so rename is atomic)."""
+    """The temporary name used while ``path`` is being written (same folder, so rename is atomic).
+
+    The first call for a folder in a process also removes the temporaries killed processes left there
+    (:func:`remove_stale_temps`), so that a rerun after a kill leaves none behind.
+    """
     path = Path(path)
+    folder = path.parent.absolute()
+    if folder not in _swept:
+        remove_stale_temps(folder)
+        _swept.add(folder)
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 

@@ -77,6 +77,7 @@ stage_is_done() {
 stage_mark_done() {
   [ $# -eq 1 ] || { __log_at 1 "ERROR: usage: stage_mark_done <dir>"; exit 1; }
   mkdir -p "$1"
+  rm -f "$1"/.done.tmp.*  # one that a kill between the two lines below left (a folder is marked by one run at a time)
   printf 'finished %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" > "$1/.done.tmp.$$"
   mv -f "$1/.done.tmp.$$" "$1/.done"
 }

@@ -20,6 +20,9 @@ Options:
 
 If any job fails: "run_local.py: K / N failed, log is in <log of the first failed job>" and the last 20 lines of
 that log on stderr, exit status 1 (after all jobs have finished). Ctrl-C or SIGTERM kills the running jobs.
+Each job runs in a session of its own (so that stopping it stops its whole tree); a guard process (job_guard.py)
+stops them when run_local.py dies in any other way (kill -9 of it or of the recipe's process group), so that no
+job outlives the recipe and races its rerun.
 """
 from __future__ import annotations
 
@@ -161,6 +164,46 @@ def default_max_jobs() -> int:
         return os.cpu_count() or 1
 
 
+class JobGuard:
+    """Stops the jobs when this launcher dies, however it dies (kill -9 of it or of the recipe's process group).
+
+    The jobs run in sessions of their own, which a kill of the recipe's process group does not reach. So a guard
+    process (job_guard.py, beside this file), in a session of its own, follows them on a pipe: each job's shell
+    writes its process group there as its first act (`register`), and we write when the job has ended. When the
+    pipe closes (we are gone, and no job is being started) the guard stops the groups still running. Not
+    prctl(PR_SET_PDEATHSIG): that reaches only the job's shell, not the tree under it, and fires when the
+    thread that started the job ends.
+    """
+
+    def __init__(self):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "job_guard.py")
+        # -S: no site packages to import, the guard only needs the standard library (a fast start)
+        self.proc = subprocess.Popen([sys.executable, "-S", script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        self.fd = self.proc.stdin.fileno()
+
+    def register(self, cmd: str) -> str:
+        """``cmd`` preceded by the job's registration: the job's shell writes "+<its pid>" (its process group) to
+        the guard, then closes the pipe. It inherits the pipe from its fork on, so it is seen even when we die
+        before Popen returns. (Quiet and harmless when the guard is gone.)"""
+        return f'trap "" PIPE; echo "+$$" >&{self.fd} 2> /dev/null; exec {self.fd}>&-; trap - PIPE; {cmd}'
+
+    def ended(self, pgid: int) -> None:
+        try:
+            self.proc.stdin.write(f"-{pgid}\n".encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # the guard is gone (killed by hand): the jobs still run
+            pass
+
+    def close(self) -> None:
+        """Called when every job has ended: the guard finds nothing to stop and exits (not waited for: that
+        would add its start-up time to every launcher call)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+
 class LocalRunner:
     """Runs the jobs of a Request, at most `max_jobs` at a time, each in its own process group."""
 
@@ -171,6 +214,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._running: dict[int | None, subprocess.Popen] = {}
         self._stopped = False
+        self._guard: JobGuard | None = None
 
     def run_job(self, job_id: int | None) -> tuple[str, int | None]:
         """Run one job; returns (log, exit status), status None when it was never started."""
@@ -184,14 +228,16 @@ class LocalRunner:
             f.flush()
             t0 = time.monotonic()
             # A new session per job: Ctrl-C reaches only us, and we kill each job's whole process tree.
-            proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], stdin=subprocess.DEVNULL,
-                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", self._guard.register(cmd)],
+                                    stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(self._guard.fd,))
             self._running[job_id] = proc
         code = proc.wait()
         if code < 0:  # killed by a signal: report it as bash would
             code = 128 - code
         with self._lock:
             del self._running[job_id]
+            self._guard.ended(proc.pid)
         f.write(f"# Accounting: time={round(time.monotonic() - t0)} threads={self.threads}\n")
         f.write(f"# Ended (code {code}) at {date_string()}\n")
         f.close()
@@ -209,13 +255,17 @@ class LocalRunner:
 
     def run(self) -> list[tuple[str, int | None]]:
         ids = self.req.job_ids
-        with ThreadPoolExecutor(max_workers=min(self.max_jobs, len(ids))) as pool:
-            futures = [pool.submit(self.run_job, j) for j in ids]
-            try:
-                return [fut.result() for fut in futures]
-            except BaseException:
-                self.stop()
-                raise
+        self._guard = JobGuard()
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.max_jobs, len(ids))) as pool:
+                futures = [pool.submit(self.run_job, j) for j in ids]
+                try:
+                    return [fut.result() for fut in futures]
+                except BaseException:
+                    self.stop()
+                    raise
+        finally:  # (the pool has waited for every job)
+            self._guard.close()
 
 
 class Interrupted(Exception):
