@@ -62,8 +62,8 @@ kt_config=conf/student_kt.yaml                  # stage 5: LSTM pre-trained on t
 finetune_config=conf/finetune.yaml              # stage 6: KT student fine-tuned with CTC
 scratch_config=conf/student_scratch.yaml        # stage 6: the same LSTM from scratch (empty: skip)
 kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, alpha mix (empty: skip)
-teacher_variants=""    # stage 3: more teachers "name:config ...", e.g. "teacher_dbn:conf/teacher_dbn.yaml": each trained
-                       # into exp/<name> and scored in stage 7; the students still learn from exp/teacher
+teacher_variants=""    # stage 3: more teachers "name:config ...", e.g. "teacher_dbn:conf/teacher_dbn.yaml": each
+                       # trained into exp/<name> and scored in stage 7; the students still learn from exp/teacher
 kt_variants=""         # stage 5: more KT students "name:config ...", e.g. "student_tli:conf/student_tli.yaml": each
                        # pre-trained as student_kt, fine-tuned in stage 6 into exp/<name>_ft, scored in stage 7
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
@@ -217,7 +217,9 @@ system_group() {
     "$exp_root/student_scratch${tag}") echo lstm_scratch ;;
     "$exp_root/student_kt_reg${tag}") echo lstm_kt_regularised ;;
     *) local v  # the variants sit next to the plain system of their kind
-       for v in "${teacher_variant_runs[@]}"; do [ "$1" != "$exp_root/${v%%|*}${tag}" ] || { echo teacher; return; }; done
+       for v in "${teacher_variant_runs[@]}"; do
+         [ "$1" != "$exp_root/${v%%|*}${tag}" ] || { echo teacher; return; }
+       done
        for v in "${kt_variant_runs[@]}"; do
          [ "$1" != "$exp_root/${v%%|*}_ft${tag}" ] || { echo lstm_kt_finetune; return; }
        done
@@ -272,8 +274,9 @@ teacher_opts() {
   # shellcheck disable=SC2086
   keys=$(python -m asrkt.bin.train --print-config --config "$1" --train-dir "data/$train_set" \
     --valid-dir "data/$valid_set" --exp-dir "$exp_root" $train_args \
-    | python -c 'import sys, yaml; c = yaml.safe_load(sys.stdin)
-print(*[k for k, v in (("loss.teacher_model", c["loss"]["teacher_model"]), ("init.from_model", c["init"]["from_model"])) if v])') \
+    | python -c 'import sys, yaml
+c = yaml.safe_load(sys.stdin)
+print(*[k for k in ("loss.teacher_model", "init.from_model") if c[k.split(".")[0]][k.split(".")[1]]])') \
     || die "the config $1 does not resolve (the error above)"
   for key in $keys; do
     log "$1: $key is this run's teacher, $teacher/final.pt"
@@ -423,7 +426,8 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   fi
   if [ -n "$kt_reg_config" ]; then
     opts=$(teacher_opts "$kt_reg_config")
-    runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|$opts --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")")
+    opts="$opts --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")"
+    runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|$opts")
   fi
   if "$parallel_baselines"; then
     # Independent runs, one thread each: on a few cores this beats running them one after the other.
