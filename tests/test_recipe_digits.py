@@ -14,6 +14,16 @@ import yaml
 TINY_TRAIN_ARGS = ("--schedule.max_epochs 1 --schedule.min_epochs 1 --model.dnn.hidden_units 64 "
                    "--model.dnn.hidden_layers 2 --model.lstm.cells 32 --model.lstm.num_layers 1")
 SYSTEMS = ("teacher", "student_kt_ft", "student_scratch", "student_kt_reg")
+# Method systems next to the plain ones (--teacher-variants, --kt-variants), scored with records of their own.
+# The KT variant names a teacher checkpoint that does not exist, for PKT's on-the-fly teacher and for TLI's
+# source: the recipe must train it with this run's teacher instead.
+KT_VARIANT_CONFIG = """include: student_pkt.yaml
+loss: {teacher_model: exp/not_this_teacher/final.pt}
+init: {method: tli, from_model: exp/not_this_teacher/final.pt}
+"""
+VARIANT_ARGS = ("--teacher-variants", "teacher_layerwise:conf/teacher_layerwise.yaml",
+                "--kt-variants", "student_pkt_tli:conf/student_pkt_tli.yaml")
+VARIANT_SYSTEMS = ("teacher_layerwise", "student_pkt_tli_ft")
 
 
 def _recipe_copy(repo_root: Path, dest: Path) -> Path:
@@ -68,12 +78,13 @@ def _run(recipe: Path, *args: str) -> str:
 @pytest.mark.slow
 def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    (recipe / "conf/student_pkt_tli.yaml").write_text(KT_VARIANT_CONFIG)
     source_files = ("run.sh", "cmd.sh", "conf", "results", "RESULTS.md")
     sources_before = tree_hashes(recipe, source_files)
     egs_before = tracked_egs_hashes(repo_root)
 
     for stage in range(8):
-        out = _run(recipe, "--stage", str(stage), "--stop-stage", str(stage))
+        out = _run(recipe, "--stage", str(stage), "--stop-stage", str(stage), *VARIANT_ARGS)
         assert f"Stage {stage}: finished" in out
 
     # What each stage left behind.
@@ -85,7 +96,7 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     info = yaml.safe_load((recipe / "exp/teacher/post_train/post_info.yaml").read_text())
     assert info["kind"] == "log_probs" and info["num_classes"] == 50
     assert (recipe / "exp/student_kt/final.pt").exists()
-    for system in SYSTEMS:
+    for system in SYSTEMS + VARIANT_SYSTEMS:
         for x in ("dev", "test"):
             assert "%WER" in (recipe / "exp" / system / f"decode_{x}" / "wer.txt").read_text()
         assert (recipe / "exp" / "results" / f"{system}.yaml").is_file()
@@ -99,6 +110,14 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
         assert (recipe / "exp" / system / "decode_test" / "log" / "decode.2.log").is_file()  # $decode_cmd JOB=1:2
     results = (recipe / "exp" / "RESULTS.md").read_text()
     assert all(system in results for system in SYSTEMS) and "## Next to the reference results" in results
+    # The variants: in the plain systems' tables; the KT variant pre-trained on this run's teacher, then fine-tuned.
+    groups = {s: yaml.safe_load((recipe / "exp/results" / f"{s}.yaml").read_text())["group"] for s in VARIANT_SYSTEMS}
+    assert groups == {"teacher_layerwise": "teacher", "student_pkt_tli_ft": "lstm_kt_finetune"}
+    cfg = yaml.safe_load((recipe / "exp/student_pkt_tli/config.yaml").read_text())
+    assert cfg["loss"]["teacher_model"] == cfg["init"]["from_model"] == "exp/teacher/final.pt"
+    assert "tli from exp/teacher/final.pt" in (recipe / "exp/student_pkt_tli/log/train.log").read_text()
+    ft_info = yaml.safe_load((recipe / "exp/student_pkt_tli_ft/train_info.yaml").read_text())
+    assert ft_info["init_from"] == "exp/student_pkt_tli/final.pt"
     assert "reference test WER" in out  # this run printed next to the committed reference results
     # The run wrote its results under exp/ only: the recipe's source files, the committed reference results
     # included, are as they were (a first `make demo` used to leave a dirty git tree).
@@ -107,7 +126,7 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     # A rerun skips every stage: nothing is trained, synthesised or decoded again.
     marker = recipe / "exp/teacher/decode_test/.done"
     before = marker.stat().st_mtime_ns
-    out = _run(recipe)
+    out = _run(recipe, *VARIANT_ARGS)
     assert "epoch 1" not in out and "synthesising" not in out
     assert out.count("skipping it") >= 10
     assert marker.stat().st_mtime_ns == before
@@ -154,6 +173,16 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tmp_path):
     (["--train-fraction", "x"], "--train-fraction must be a number in (0, 1], got 'x'"),
     (["--train-fraction", "1.5"], "--train-fraction must be a number in (0, 1], got '1.5'"),
     (["--stage", "foo"], "--stage and --stop-stage take a whole number, got 'foo'"),
+    (["--teacher-variants", "conf/teacher_dbn.yaml"],
+     "--teacher-variants: 'conf/teacher_dbn.yaml' is not name:config (a name of letters, digits and _;"),
+    (["--kt-variants", "student_x:conf/no_such.yaml"],
+     "--kt-variants: student_x: config file conf/no_such.yaml not found"),
+    (["--kt-variants", "student_kt:conf/student_tli.yaml"],
+     "--kt-variants: student_kt: the name student_kt is taken (exp/student_kt is another system's)"),
+    (["--teacher-variants", "t_ft:conf/teacher_dbn.yaml", "--kt-variants", "t:conf/student_tli.yaml"],
+     "--kt-variants: t: the name t_ft is taken"),
+    (["--teacher-variants", "student_kt_ft_lm:conf/teacher_dbn.yaml"],
+     "--teacher-variants/--kt-variants: two systems would write the result record student_kt_ft_lm: rename one"),
 ])
 def test_bad_recipe_options_are_one_error_line(repo_root, tmp_path, args, message):
     """Refused before any stage runs, with one line; nothing is written."""
