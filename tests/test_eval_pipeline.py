@@ -334,7 +334,8 @@ def test_plot_curves(tmp_path, monkeypatch):
 
     drawn, plot = [], plt.Axes.plot
     monkeypatch.setattr(plt.Axes, "plot", lambda self, *a, **k: drawn.append(list(a[1])) or plot(self, *a, **k))
-    curves_bin.plot_curves([tmp_path / "a"], tmp_path / "hard.png", term="hard")
+    curves_bin.main([str(tmp_path / "a"), "--term", "hard", "--log-loss", "--out", str(tmp_path / "hard.png")])
+    _check_png(tmp_path / "hard.png")
     assert [1.8, 1.9] in drawn and [2.0, 1.5] in drawn
     with pytest.raises(AsrktError, match=re.escape("no column valid_pkt (loss term 'pkt' not trained there; its "
                                                    "terms: hard, soft)")):

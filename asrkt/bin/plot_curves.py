@@ -8,7 +8,7 @@ curves with each other, and systems by their dev TER. ``--term kd`` draws one lo
 total (summary.tsv's train_kd, valid_kd), e.g. to compare KT students whose losses add other terms (PKT) with the
 plain one:
 
-    python -m asrkt.bin.plot_curves exp/student_kt exp/student_tli --term kd --out exp/curves_kt.png
+    python -m asrkt.bin.plot_curves exp/student_kt exp/student_tli --term kd --log-loss --out exp/curves_kt.png
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="*", default=None, help="legend names (default: folder names)")
     p.add_argument("--term", default=None,
                    help="plot this loss term (its train_/valid_ columns) instead of the total loss, e.g. kd")
+    p.add_argument("--log-loss", action="store_true",
+                   help="log scale for the loss axis (the converged tail, where the systems differ, is visible)")
     p.add_argument("--out", required=True, help="PNG to write")
     return p
 
@@ -47,7 +49,7 @@ def column(rows: list[dict], name: str) -> list[float]:
     return out
 
 
-def plot_curves(exp_dirs, out, labels=None, term: str | None = None) -> None:
+def plot_curves(exp_dirs, out, labels=None, term: str | None = None, log_loss: bool = False) -> None:
     labels = labels or [Path(d).name for d in exp_dirs]
     if len(labels) != len(exp_dirs):
         raise AsrktError(f"{len(labels)} --labels for {len(exp_dirs)} exp folders")
@@ -74,6 +76,8 @@ def plot_curves(exp_dirs, out, labels=None, term: str | None = None) -> None:
         if rejected:
             ax_loss.plot(*zip(*rejected), "x", color=c, markersize=8)
     ax_loss.set_xlabel("epoch")
+    if log_loss:
+        ax_loss.set_yscale("log")
     ax_loss.set_ylabel(f"loss term {term} per frame" if term else "loss per frame")
     ax_loss.set_title(f"train (solid) and dev (dashed) {f'{term} term' if term else 'loss'}; x = rejected epoch",
                       fontsize=9)
@@ -93,7 +97,7 @@ def plot_curves(exp_dirs, out, labels=None, term: str | None = None) -> None:
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    plot_curves(args.exp_dirs, args.out, args.labels, args.term)
+    plot_curves(args.exp_dirs, args.out, args.labels, args.term, args.log_loss)
     logger.info("wrote %s (%d systems)", args.out, len(args.exp_dirs))
     return Path(args.out)
 
