@@ -315,7 +315,7 @@ def test_posteriorgram_dense_topk_and_model(setup, tmp_path):
         pg_bin.posteriors_from_scp(dense / "post.scp", "nope")
 
 
-def test_plot_curves(tmp_path):
+def test_plot_curves(tmp_path, monkeypatch):
     header = "epoch\tlr\ttrain_loss\ttrain_hard\ttrain_soft\tvalid_loss\tvalid_hard\tvalid_soft\tvalid_ter\t" \
              "frames_per_s\tepoch_time_s\tdecision\tbad_batches\n"
     for name, rows in (("a", [(1, 2.0, 1.8, 60.0, "accepted"), (2, 1.5, 1.9, 55.0, "rejected")]),
@@ -329,3 +329,14 @@ def test_plot_curves(tmp_path):
     _check_png(out)
     with pytest.raises(AsrktError, match=re.escape(f"{tmp_path / 'c'}/summary.tsv: training summary not found")):
         curves_bin.plot_curves([tmp_path / "c"], out)
+    # One loss term instead of the total: the dev curve drawn is valid_<term>; a term not trained is one error.
+    import matplotlib.pyplot as plt
+
+    drawn, plot = [], plt.Axes.plot
+    monkeypatch.setattr(plt.Axes, "plot", lambda self, *a, **k: drawn.append(list(a[1])) or plot(self, *a, **k))
+    curves_bin.main([str(tmp_path / "a"), "--term", "hard", "--log-loss", "--out", str(tmp_path / "hard.png")])
+    _check_png(tmp_path / "hard.png")
+    assert [1.8, 1.9] in drawn and [2.0, 1.5] in drawn
+    with pytest.raises(AsrktError, match=re.escape("no column valid_pkt (loss term 'pkt' not trained there; its "
+                                                   "terms: hard, soft)")):
+        curves_bin.plot_curves([tmp_path / "a"], out, term="pkt")

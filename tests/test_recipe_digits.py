@@ -95,6 +95,16 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
     (["--train-fraction", "x"], "--train-fraction must be a number in (0, 1], got 'x'"),
     (["--train-fraction", "1.5"], "--train-fraction must be a number in (0, 1], got '1.5'"),
     (["--stage", "foo"], "--stage and --stop-stage take a whole number, got 'foo'"),
+    (["--teacher-variants", "conf/teacher_dbn.yaml"],
+     "--teacher-variants: 'conf/teacher_dbn.yaml' is not name:config (a name of letters, digits and _;"),
+    (["--kt-variants", "student_x:conf/no_such.yaml"],
+     "--kt-variants: student_x: config file conf/no_such.yaml not found"),
+    (["--kt-variants", "student_kt:conf/student_tli.yaml"],
+     "--kt-variants: student_kt: the name student_kt is taken (exp/student_kt is another system's)"),
+    (["--teacher-variants", "t_ft:conf/teacher_dbn.yaml", "--kt-variants", "t:conf/student_tli.yaml"],
+     "--kt-variants: t: the name t_ft is taken"),
+    (["--teacher-variants", "student_kt_ft_lm:conf/teacher_dbn.yaml"],
+     "--teacher-variants/--kt-variants: two systems would write the result record student_kt_ft_lm: rename one"),
 ])
 def test_bad_recipe_options_are_one_error_line(repo_root, tmp_path, args, message):
     """Refused before any stage runs, with one line; nothing is written."""

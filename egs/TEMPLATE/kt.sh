@@ -13,6 +13,14 @@
 #                                     exp/student_kt_reg   (alpha mix of soft and hard targets)
 #   7 decode and score                exp/<system>/decode_<set>, exp/results/<system>.yaml, exp/RESULTS.md
 #
+# Other methods run next to these plain systems as named variants, each in an exp folder of its own and scored in
+# stage 7 with a result record of its own: --teacher-variants "teacher_dbn:conf/teacher_dbn.yaml ..." (stage 3:
+# exp/teacher_dbn; the students still learn from exp/teacher) and --kt-variants "student_tli:conf/student_tli.yaml
+# ..." (stage 5: exp/student_tli, on exp/teacher's posteriors; stage 6: fine-tuned with --finetune-config into
+# exp/student_tli_ft). A student config that names the teacher's checkpoint (loss.teacher_model: an on-the-fly
+# teacher, e.g. PKT; init.from_model: e.g. TLI) gets this run's teacher instead, exp/teacher<tag>/final.pt: the
+# path in the config is the one a training run by hand from the recipe dir uses.
+#
 # --objective hybrid (issue 13) keeps the stage map; stage 2 then makes the targets as Kaldi does for nnet1:
 #   2 lang, LM, GMM, graph            data/lang_hmm_<train set><tag> (prepare_lang_hmm from --lexicon),
 #                                     data/lang_hmm_<train set><tag>_<order>g (LM from the training text only,
@@ -54,6 +62,10 @@ kt_config=conf/student_kt.yaml                  # stage 5: LSTM pre-trained on t
 finetune_config=conf/finetune.yaml              # stage 6: KT student fine-tuned with CTC
 scratch_config=conf/student_scratch.yaml        # stage 6: the same LSTM from scratch (empty: skip)
 kt_reg_config=conf/student_kt_reg.yaml          # stage 6: KT as a regulariser, alpha mix (empty: skip)
+teacher_variants=""    # stage 3: more teachers "name:config ...", e.g. "teacher_dbn:conf/teacher_dbn.yaml": each
+                       # trained into exp/<name> and scored in stage 7; the students still learn from exp/teacher
+kt_variants=""         # stage 5: more KT students "name:config ...", e.g. "student_tli:conf/student_tli.yaml": each
+                       # pre-trained as student_kt, fine-tuned in stage 6 into exp/<name>_ft, scored in stage 7
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
@@ -225,7 +237,14 @@ system_group() {
     "$exp_root/student_kt_ft${tag}") echo lstm_kt_finetune ;;
     "$exp_root/student_scratch${tag}") echo lstm_scratch ;;
     "$exp_root/student_kt_reg${tag}") echo lstm_kt_regularised ;;
-    *) echo other ;;
+    *) local v  # the variants sit next to the plain system of their kind
+       for v in "${teacher_variant_runs[@]}"; do
+         [ "$1" != "$exp_root/${v%%|*}${tag}" ] || { echo teacher; return; }
+       done
+       for v in "${kt_variant_runs[@]}"; do
+         [ "$1" != "$exp_root/${v%%|*}_ft${tag}" ] || { echo lstm_kt_finetune; return; }
+       done
+       echo other ;;
   esac
 }
 
@@ -245,10 +264,55 @@ decode_setup() {
   esac
 }
 
+# --teacher-variants / --kt-variants: "name:config ..." -> "name|config" entries (the conf/hybrid/ config where
+# there is one); every name a folder and a record of its own, refused with one line before anything runs.
+taken_names="teacher student_kt student_kt_ft student_scratch student_kt_reg mono tri1 results make_fbank hybrid"
+add_variants() {  # add_variants OPTION ARRAY SPEC
+  local -n out=$2
+  local v name config n
+  for v in $3; do
+    name=${v%%:*}; config=${v#*:}
+    [[ $v == *:* && $name =~ ^[A-Za-z][A-Za-z0-9_]*$ && -n $config ]] \
+      || die "--$1: '$v' is not name:config (a name of letters, digits and _; e.g. teacher_dbn:conf/teacher_dbn.yaml)"
+    [[ ! $name =~ _seed[0-9]+$ ]] || die "--$1: $name: a name ending in _seed<N> reads as a seed of another system"
+    [ -f "$config" ] || die "--$1: $name: config file $config not found"
+    for n in $name $([ "$1" = teacher-variants ] || echo "${name}_ft"); do
+      [[ " $taken_names " != *" $n "* ]] || die "--$1: $name: the name $n is taken (exp/$n is another system's)"
+      taken_names="$taken_names $n"
+    done
+    [ "$objective" = ctc ] || config=$(hybrid_conf "$config")
+    out+=("$name|$config")
+  done
+}
+teacher_variant_runs=(); kt_variant_runs=()
+add_variants teacher-variants teacher_variant_runs "$teacher_variants"
+add_variants kt-variants kt_variant_runs "$kt_variants"
+
+# teacher_opts CONFIG: this run's teacher for the teacher checkpoint a student config names (loss.teacher_model,
+# init.from_model; see the top), as --key value options, and nothing for a config that names none.
+teacher_opts() {
+  local keys key
+  # shellcheck disable=SC2086
+  keys=$(python -m asrkt.bin.train --print-config --config "$1" --train-dir "data/$train_set" \
+    --valid-dir "data/$valid_set" --exp-dir "$exp_root" $train_args \
+    | python -c 'import sys, yaml
+c = yaml.safe_load(sys.stdin)
+print(*[k for k in ("loss.teacher_model", "init.from_model") if c[k.split(".")[0]][k.split(".")[1]]])') \
+    || die "the config $1 does not resolve (the error above)"
+  for key in $keys; do
+    log "$1: $key is this run's teacher, $teacher/final.pt"
+    echo "--$key $teacher/final.pt"
+  done
+}
+
 # Systems of stage 6/7, and the stage-6 baselines that are switched off by an empty config.
 systems="$teacher $exp_root/student_kt_ft${tag}"
 [ -n "$scratch_config" ] && systems="$systems $exp_root/student_scratch${tag}"
 [ -n "$kt_reg_config" ] && systems="$systems $exp_root/student_kt_reg${tag}"
+for v in "${teacher_variant_runs[@]}"; do systems="$systems $exp_root/${v%%|*}${tag}"; done
+for v in "${kt_variant_runs[@]}"; do systems="$systems $exp_root/${v%%|*}_ft${tag}"; done
+dups=$(for exp in $systems; do for v in $decode_variants; do system_name "$exp" "$v"; done; done | sort | uniq -d)
+[ -z "$dups" ] || die "--teacher-variants/--kt-variants: two systems would write the result record" $dups": rename one"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$full_train_set,$valid_set,test}"
@@ -336,6 +400,9 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_begin 3 "DNN teacher ($objective): data/$train_set, $lang -> $teacher"
   train_system "$teacher" "$teacher_config"
+  for v in "${teacher_variant_runs[@]}"; do  # --teacher-variants: trained and scored, not learnt from
+    train_system "$exp_root/${v%%|*}${tag}" "${v#*|}"
+  done
   stage_end
 fi
 
@@ -360,16 +427,29 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   stage_begin 5 "LSTM student pre-trained on the teacher's soft targets: $(post_dir "$train_set") -> $exp_root/student_kt${tag}"
-  train_system "$exp_root/student_kt${tag}" "$kt_config" \
-    --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
+  for v in "student_kt|$kt_config" "${kt_variant_runs[@]}"; do  # the plain student, then --kt-variants
+    opts=$(teacher_opts "${v#*|}")
+    # shellcheck disable=SC2086
+    train_system "$exp_root/${v%%|*}${tag}" "${v#*|}" $opts \
+      --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
+  done
   stage_end
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   stage_begin 6 "fine-tuning ($objective) ($exp_root/student_kt${tag} -> $exp_root/student_kt_ft${tag}) and the baselines"
-  runs=("$exp_root/student_kt_ft${tag}|$finetune_config|--init-from $exp_root/student_kt${tag}/final.pt")
-  [ -n "$scratch_config" ] && runs+=("$exp_root/student_scratch${tag}|$scratch_config|")
-  [ -n "$kt_reg_config" ] && runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|--train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")")
+  runs=()
+  for v in student_kt "${kt_variant_runs[@]%%|*}"; do  # each KT student fine-tuned, --kt-variants too
+    runs+=("$exp_root/${v}_ft${tag}|$finetune_config|--init-from $exp_root/${v}${tag}/final.pt")
+  done
+  if [ -n "$scratch_config" ]; then
+    opts=$(teacher_opts "$scratch_config"); runs+=("$exp_root/student_scratch${tag}|$scratch_config|$opts")
+  fi
+  if [ -n "$kt_reg_config" ]; then
+    opts=$(teacher_opts "$kt_reg_config")
+    opts="$opts --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")"
+    runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|$opts")
+  fi
   if "$parallel_baselines"; then
     # Independent runs, one thread each: on a few cores this beats running them one after the other.
     pids=()
