@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test_recipe_digits import TINY_TRAIN_ARGS, _recipe_copy, _run
+from recipe_helpers import recipe_copy, run_tiny
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SLURM_LOCAL = REPO_ROOT / "tools" / "slurm_local.sh"
@@ -60,7 +60,7 @@ def slurm(tmp_path_factory):
     try:
         proc = subprocess.run([str(SLURM_LOCAL), "start", str(d)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, f"the local Slurm cluster did not start:\n{proc.stdout}{proc.stderr}"
-        # The recipe test runs the recipe through test_recipe_digits._run, which passes on this environment.
+        # The recipe test runs the recipe through recipe_helpers.run_tiny, which passes on this environment.
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("SLURM_CONF", str(conf))
             yield Cluster(d, env)
@@ -216,14 +216,14 @@ def _alive(pid: int) -> bool:
 def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
     """The tiny digits recipe, every stage, with a cmd.sh that sends train_cmd and decode_cmd to Slurm: the
     feature, posterior-dumping, training and decoding jobs must all have run as Slurm jobs."""
-    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    recipe = recipe_copy(repo_root, tmp_path / "digits")
     (recipe / "cmd.sh").write_text('export train_cmd="run_slurm.py --mem 2G --time 30:00"\n'
                                    'export decode_cmd="run_slurm.py --mem 1G --time 10:00"\n')
     before = {r["JobId"] for r in slurm.jobcomp()}
     # Left out, as they would add time and no Slurm coverage: the two stage-6 baselines, decoding dev apart from
     # the acoustic-scale tuning, and all scales but one.
     options = ("--scratch-config", "", "--kt-reg-config", "", "--test-sets", "test", "--acoustic-scales", "1")
-    out = _run(recipe, *options)
+    out = run_tiny(recipe, *options)
 
     jobs = [r for r in slurm.jobcomp() if r["JobId"] not in before]
     assert jobs and {(r["JobState"], r["ExitCode"]) for r in jobs} == {("COMPLETED", "0:0")}

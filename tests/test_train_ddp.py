@@ -226,9 +226,9 @@ def test_a_bad_utterance_skips_the_batch_on_every_rank(recipe, tmp_path):
     (["--ngpu", "2", "--nproc", "3"], "--ngpu 2 starts one training process per GPU: leave --nproc out (got --nproc 3)"),
 ])
 def test_bad_recipe_ddp_options_are_one_error_line(repo_root, tmp_path, args, message):
-    from test_recipe_digits import _recipe_copy
+    from recipe_helpers import recipe_copy
 
-    recipe = _recipe_copy(repo_root, tmp_path / "digits")
+    recipe = recipe_copy(repo_root, tmp_path / "digits")
     proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and f"ERROR: {message}" in proc.stderr, proc.stderr
     assert not (recipe / "data").exists() and not (recipe / "exp").exists()
