@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from recipe_helpers import alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UTILS = REPO_ROOT / "egs" / "TEMPLATE" / "utils"
@@ -211,19 +212,11 @@ def test_sigterm_kills_running_jobs(tmp_path):
     for p in pid_files:
         pid = int(p.read_text())
         deadline = time.monotonic() + 5
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, f"job process {pid} survived"
             time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
 def test_quote_command():
