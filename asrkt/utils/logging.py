@@ -34,14 +34,20 @@ def setup_logging(level: str | int = "INFO", log_file=None) -> logging.Logger:
     return root
 
 
+# What `-dirty` ignores: a recipe's reference results (results/, RESULTS.md), which make_results --promote writes
+# and which say nothing about the code that ran; otherwise the second of two promoted runs read as dirty.
+RESULT_PATHSPECS = (":(top,exclude,glob)egs/*/results/**", ":(top,exclude,glob)egs/*/RESULTS.md")
+
+
 def git_commit(cwd=None) -> str:
-    """The current commit (with ``-dirty`` if the tree has changes), or ``unknown`` outside git."""
+    """The current commit (with ``-dirty`` if a tracked file other than the recipes' reference results has
+    changes), or ``unknown`` outside git."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                *RESULT_PATHSPECS], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
         return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
