@@ -34,6 +34,24 @@ def recipe_copy(repo_root: Path, dest: Path) -> Path:
     return dest
 
 
+# The transfer-method variants ride along in the shared tiny run (issue 15): a teacher variant (layer-wise
+# pre-training) and a KT variant that combines PKT with a TLI initialisation. Its config names a teacher that does
+# not exist: kt.sh must hand it this run's teacher instead.
+KT_VARIANT_CONFIG = """include: student_pkt.yaml
+loss: {teacher_model: exp/not_this_teacher/final.pt}
+init: {method: tli, from_model: exp/not_this_teacher/final.pt}
+"""
+VARIANT_ARGS = ("--teacher-variants", "teacher_layerwise:conf/teacher_layerwise.yaml",
+                "--kt-variants", "student_pkt_tli:conf/student_pkt_tli.yaml")
+VARIANT_SYSTEMS = ("teacher_layerwise", "student_pkt_tli_ft")
+
+
+def add_variant_configs(recipe: Path) -> tuple[str, ...]:
+    """Write the KT variant's config into a recipe copy; the options that run both variants."""
+    (recipe / "conf" / "student_pkt_tli.yaml").write_text(KT_VARIANT_CONFIG)
+    return VARIANT_ARGS
+
+
 def tiny_command(*args: str) -> list[str]:
     """./run.sh on the tiny corpus with tiny models, then ``args``."""
     # A one-epoch teacher is degenerate by design here: the stage-4 gate is told to let it through.
@@ -230,10 +248,12 @@ class TinyRun:
 
 @pytest.fixture(scope="session")
 def tiny_digits_run(tmp_path_factory) -> TinyRun:
-    """The tiny recipe run stage by stage (a ./run.sh call per stage, none interrupted), once per session: the
+    """The tiny recipe, with the variants of VARIANT_ARGS, run stage by stage (a ./run.sh call per stage, none
+    interrupted), once per session: the
     stage-by-stage test checks it and goes on to rerun and overwrite parts of it; the fault-injection test
     compares its killed and rerun recipe with the digest taken here, before anything reran."""
     recipe = recipe_copy(REPO_ROOT, tmp_path_factory.mktemp("tiny_reference") / "digits")
+    variants = add_variant_configs(recipe)
     sources_before, egs_before = tree_hashes(recipe, SOURCE_FILES), tracked_egs_hashes(REPO_ROOT)
-    outputs = [run_tiny(recipe, "--stage", str(stage), "--stop-stage", str(stage)) for stage in range(8)]
+    outputs = [run_tiny(recipe, "--stage", str(stage), "--stop-stage", str(stage), *variants) for stage in range(8)]
     return TinyRun(recipe, outputs, sources_before, egs_before, output_digest(recipe))

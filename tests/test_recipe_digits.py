@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 import yaml
-from recipe_helpers import SOURCE_FILES, SYSTEMS, TINY_TRAIN_ARGS, recipe_copy, run_tiny, tracked_egs_hashes, tree_hashes
+from recipe_helpers import (
+    SOURCE_FILES, SYSTEMS, TINY_TRAIN_ARGS, VARIANT_SYSTEMS, recipe_copy, run_tiny, tracked_egs_hashes, tree_hashes,
+)
 
 
 @pytest.mark.slow
@@ -26,7 +28,9 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
     info = yaml.safe_load((recipe / "exp/teacher/post_train/post_info.yaml").read_text())
     assert info["kind"] == "log_probs" and info["num_classes"] == 50
     assert (recipe / "exp/student_kt/final.pt").exists()
-    for system in SYSTEMS:
+    # Stage 4's teacher check ran as a job ($decode_cmd), its verdict in its log.
+    assert "fit to teach" in (recipe / "exp/teacher/log/check_teacher.log").read_text()
+    for system in SYSTEMS + VARIANT_SYSTEMS:
         for x in ("dev", "test"):
             assert "%WER" in (recipe / "exp" / system / f"decode_{x}" / "wer.txt").read_text()
         assert (recipe / "exp" / "results" / f"{system}.yaml").is_file()
@@ -39,7 +43,17 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
         assert (recipe / "exp" / system / "log" / "train_job.log").is_file()  # trained through $train_cmd
         assert (recipe / "exp" / system / "decode_test" / "log" / "decode.2.log").is_file()  # $decode_cmd JOB=1:2
     results = (recipe / "exp" / "RESULTS.md").read_text()
-    assert all(system in results for system in SYSTEMS) and "## Next to the reference results" in results
+    assert all(system in results for system in SYSTEMS + VARIANT_SYSTEMS)
+    assert "## Next to the reference results" in results
+    # The variants (issue 15): grouped with their plain kind, and the KT variant got this run's teacher for both
+    # the on-the-fly teacher (PKT) and the TLI source, not the path its config names; fine-tuned from itself.
+    groups = {s: yaml.safe_load((recipe / "exp/results" / f"{s}.yaml").read_text())["group"] for s in VARIANT_SYSTEMS}
+    assert groups == {"teacher_layerwise": "teacher", "student_pkt_tli_ft": "lstm_kt_finetune"}
+    cfg = yaml.safe_load((recipe / "exp/student_pkt_tli/config.yaml").read_text())
+    assert cfg["loss"]["teacher_model"] == cfg["init"]["from_model"] == "exp/teacher/final.pt"
+    assert "tli from exp/teacher/final.pt" in (recipe / "exp/student_pkt_tli/log/train.log").read_text()
+    ft_info = yaml.safe_load((recipe / "exp/student_pkt_tli_ft/train_info.yaml").read_text())
+    assert ft_info["init_from"] == "exp/student_pkt_tli/final.pt"
     assert "reference test WER" in out  # this run printed next to the committed reference results
     # The run wrote its results under exp/ only: the recipe's source files, the committed reference results
     # included, are as they were (a first `make demo` used to leave a dirty git tree).

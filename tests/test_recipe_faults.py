@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from recipe_helpers import (
-    OUTPUT_FOLDERS, TEMPORARY, ark_scp_values, output_digest, processes_in, recipe_copy, tiny_command, wait_for,
+    OUTPUT_FOLDERS, TEMPORARY, add_variant_configs, ark_scp_values, output_digest, processes_in, recipe_copy, tiny_command, wait_for,
 )
 
 POLL_S = 0.02
@@ -63,14 +63,14 @@ KILL_POINTS = (
 )
 
 
-def run_and_kill(recipe: Path, point: KillPoint, n: int, output: Path) -> None:
-    """Start the recipe in a process group of its own (its output to ``output``), and kill -9 the group at
-    ``point``."""
+def run_and_kill(recipe: Path, point: KillPoint, n: int, output: Path, args=()) -> None:
+    """Start the recipe (with ``args``) in a process group of its own (its output to ``output``), and kill -9 the
+    group at ``point``."""
     if point.glob:
         assert not point.reached(recipe, output), \
             f"kill point {n} ({point.what}) holds before the run starts: the kill points are out of order"
     with open(output, "w") as out:
-        proc = subprocess.Popen(tiny_command(), cwd=recipe, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(tiny_command(*args), cwd=recipe, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
@@ -128,16 +128,17 @@ def leftovers(recipe: Path) -> list[str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_at_every_stage_then_rerun_gives_the_uninterrupted_result(repo_root, tmp_path, tiny_digits_run):
     recipe = recipe_copy(repo_root, tmp_path / "digits")  # named as the reference: the records hold the name
+    variants = add_variant_configs(recipe)  # and with its method variants
     stages = {p.stage for p in KILL_POINTS}
     assert len(KILL_POINTS) >= 10 and stages == set(range(8))
     left_by_kills = set()
     for n, point in enumerate(KILL_POINTS, start=1):
-        run_and_kill(recipe, point, n, tmp_path / f"run.{n}.out")
+        run_and_kill(recipe, point, n, tmp_path / f"run.{n}.out", variants)
         check_nothing_half_written(recipe, f"after kill point {n} (stage {point.stage}: {point.what})")
         left_by_kills.update(leftovers(recipe))
     # The kills did leave temporaries (the synthesis folder of the first one at least), for the reruns to remove.
     assert any(name.startswith("downloads/.digits_tiny_seed1.tmp") for name in left_by_kills), left_by_kills
-    proc = subprocess.run(tiny_command(), cwd=recipe, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    proc = subprocess.run(tiny_command(*variants), cwd=recipe, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0 and "Successfully finished" in proc.stderr, proc.stderr[-4000:]
 
     assert leftovers(recipe) == []
@@ -150,5 +151,7 @@ def test_kill_9_at_every_stage_then_rerun_gives_the_uninterrupted_result(repo_ro
     for kind in ("data/train/feats.scp:", "data/lang_bpe50_train/tokens.txt", "data/lang_bpe50_train/bpe.model",
                  "exp/teacher/post_train/post.scp:", "exp/teacher/final.pt (bytes)",
                  "exp/student_kt_ft/final.pt (bytes)", "exp/student_scratch/decode_test/hyp.txt",
-                 "exp/student_kt_reg/decode_lm_test/hyp.txt", "exp/results/student_kt_ft_lm.yaml"):
+                 "exp/student_kt_reg/decode_lm_test/hyp.txt", "exp/results/student_kt_ft_lm.yaml",
+                 "exp/teacher_layerwise/final.pt (bytes)", "exp/student_pkt_tli_ft/final.pt (bytes)",
+                 "exp/results/student_pkt_tli_ft_lm.yaml"):
         assert any(k.startswith(kind) for k in digest), kind

@@ -94,6 +94,18 @@ def test_trainer_grows_the_model_and_resume_rebuilds_it(setup, tmp_path, caplog)
     model, _ = load_model(exp / "final.pt")
     assert model.config.dnn.plain_top_layers == model.config.dnn.hidden_layers - 1
     assert "dils" in (exp / "train_info.yaml").read_text()
+    # The table of depths and the best model of each (for the WER per depth): 1 epoch at depths 1 and 2, 2 at 3.
+    depths = read_depths(exp)
+    assert [(r["hidden_layers"], r["epochs"], r["first_epoch"]) for r in depths] == [("1", "1", "1"), ("2", "1", "2"),
+                                                                                    ("3", "2", "3")]
+    times = [float(r["train_time_s"]) for r in depths]
+    assert float(depths[-1]["cumulative_time_s"]) == pytest.approx(sum(times), abs=0.02) and sum(times) > 0
+    for r in depths:
+        if r["best_epoch"]:  # its best accepted epoch's model, loadable like final.pt
+            model, extra = load_model(exp / "dils" / f"depth_{r['hidden_layers']}.pt")
+            assert model.config.dnn.hidden_layers == int(r["hidden_layers"])
+            assert extra["epoch"] == int(r["best_epoch"])
+            assert f"{extra['valid_loss']:.4f}" == r["best_valid_loss"]
 
     class DiesInEpoch3(Trainer):
         def train_epoch(self, epoch):
@@ -110,6 +122,13 @@ def test_trainer_grows_the_model_and_resume_rebuilds_it(setup, tmp_path, caplog)
     a, b = read_summary(exp), read_summary(resumed)
     same = [c for c in a[0] if c not in ("frames_per_s", "epoch_time_s")]
     assert [[r[c] for c in same] for r in a] == [[r[c] for c in same] for r in b]
+    untimed = [c for c in depths[0] if not c.endswith("time_s")]  # the resumed run rebuilt the table of depths
+    assert [[r[c] for c in untimed] for r in read_depths(resumed)] == [[r[c] for c in untimed] for r in depths]
+
+
+def read_depths(exp):
+    lines = (exp / "dils" / "depths.tsv").read_text().splitlines()
+    return [dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:]]
 
 
 def test_dils_insertion_keeps_the_dev_loss_and_refuses_lstm(setup, tmp_path):
@@ -126,3 +145,37 @@ def test_dils_insertion_keeps_the_dev_loss_and_refuses_lstm(setup, tmp_path):
     with pytest.raises(AsrktError, match="give every"):
         Trainer(config(**TINY_DNN, **{"hooks": [{"name": "dils"}]}), data, data, tmp_path / "c",
                 lang_dir=lang).run()
+
+
+def test_depths_table_and_the_wer_per_depth_report(tmp_path, capsys):
+    from asrkt.bin import dils_depths
+    from asrkt.transfer.dils import depths_table
+
+    history = [  # depth 1: 2 epochs (the 2nd rejected); depth 2: 1; depth 3: 1, rejected (no model)
+        {"epoch": 1, "hidden_layers": 1, "valid_loss": 2.0, "valid_ter": 50.0, "epoch_time_s": 1.5, "decision": "accepted"},
+        {"epoch": 2, "hidden_layers": 1, "valid_loss": 2.1, "valid_ter": 51.0, "epoch_time_s": 1.5, "decision": "rejected"},
+        {"epoch": 3, "hidden_layers": 2, "valid_loss": 1.5, "valid_ter": 40.0, "epoch_time_s": 2.0, "decision": "accepted"},
+        {"epoch": 4, "hidden_layers": 3, "valid_loss": 1.6, "valid_ter": 41.0, "epoch_time_s": 2.5, "decision": "rejected"},
+    ]
+    exp = tmp_path / "exp"
+    (exp / "dils").mkdir(parents=True)
+    (exp / "dils" / "depths.tsv").write_text(depths_table(history, "ter"))
+    for depth, wer in ((1, 30.123), (2, 20.5)):
+        (exp / "dils" / f"decode_dev_depth_{depth}").mkdir()
+        (exp / "dils" / f"decode_dev_depth_{depth}" / "score.yaml").write_text(f"wer: {wer}\n")
+    rows = dils_depths.main([str(exp), "--decode-dirs", f"{exp}/dils/decode_dev_depth_{{depth}}"])
+    got = [(r["hidden_layers"], r["epochs"], r["best_epoch"], r["best_valid_loss"], r["train_time_s"],
+            r["cumulative_time_s"], r["best_valid_ter"], r["dev_wer"]) for r in rows]
+    assert got == [("1", "2", "1", "2.0000", "3.00", "3.00", "50.00", "30.12"),
+                   ("2", "1", "3", "1.5000", "2.00", "5.00", "40.00", "20.50"),
+                   ("3", "1", "", "", "2.50", "7.50", "", "")]
+    md = (exp / "dils" / "depths.md").read_text()
+    assert "| 2 | 1 | 3 | 3 | 3 | 1.5000 | 2.00 | 5.00 | 40.00 | 20.50 |" in md and md in capsys.readouterr().out
+
+    (exp / "dils" / "depths.tsv").write_text("hidden_layers\tepochs\n1\t2\t3\n")  # a damaged table
+    for decode_dirs, message in ((f"{exp}/dils/decode_dev_depth_{{depth}}", f"ERROR: {exp}/dils/depths.tsv, line 2: "
+                                  "3 cells for 2 columns"),
+                                 (f"{exp}/dils/decode_dev", "ERROR: --decode-dirs must hold {depth}")):
+        with pytest.raises(SystemExit):  # one ERROR line naming the file and the line, exit status 1
+            dils_depths.main([str(exp), "--decode-dirs", decode_dirs])
+        assert message in capsys.readouterr().err

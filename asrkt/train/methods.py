@@ -17,6 +17,7 @@ from asrkt.train.hooks import EpochHook, register_hook
 from asrkt.train.init import InitData, register_initializer
 from asrkt.train.terms import STUDENT_HIDDEN, TEACHER_FORWARD, LossTerm, register_term
 from asrkt.transfer import dils, layerwise, pkt, rbm, tli
+from asrkt.utils.atomic import atomic_write_text
 from asrkt.utils.errors import AsrktError
 from asrkt.utils.seed import derive_seed
 
@@ -73,6 +74,7 @@ class PktTerm(LossTerm):
 
 
 # ---------------------------------------------------------------------------------------------------- DILS
+DEPTHS_DIR = "dils"  # in the exp folder: depth_<N>.pt (the best model of each depth) and depths.tsv
 @dataclasses.dataclass
 class DilsOptions:
     every: int = 0  # insert a layer before every epoch 1 + k * every (k >= 1); 0: only at_epochs
@@ -85,7 +87,9 @@ class DilsOptions:
 @register_hook
 class DilsHook(EpochHook):
     """Depth-incremental learning (asrkt.transfer.dils): before the chosen epochs, insert an identity-initialised
-    (ReLU) or least-squares-fitted (sigmoid, tanh) hidden layer on top of a DNN; DNN only."""
+    (ReLU) or least-squares-fitted (sigmoid, tanh) hidden layer on top of a DNN; DNN only. Keeps the best model
+    of each depth as <exp>/dils/depth_<N>.pt and a table of the depths (epochs, time, best dev loss) in
+    <exp>/dils/depths.tsv."""
 
     name = "dils"
     Options = DilsOptions
@@ -135,9 +139,15 @@ class DilsHook(EpochHook):
 
     def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
         depth = trainer.model.config.dnn.hidden_layers
+        row["hidden_layers"] = depth  # kept in the history (and checkpoints), for the table of depths on resume
         loss = float(row["valid_loss"])
         if row.get("decision") == "accepted" and loss < self.best_by_depth.get(depth, float("inf")):
             self.best_by_depth[depth] = loss
+            # The best model of each depth, for the WER per depth (kt.sh stage 7 decodes them).
+            trainer.save_model_copy(trainer.exp_dir / DEPTHS_DIR / f"depth_{depth}.pt", row)
+        if trainer.dist.is_main:
+            atomic_write_text(trainer.exp_dir / DEPTHS_DIR / "depths.tsv",
+                              dils.depths_table(trainer.history, trainer.metric))
 
     def state_dict(self) -> dict:
         return {"best_by_depth": dict(self.best_by_depth), "stopped": self.stopped}

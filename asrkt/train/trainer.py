@@ -39,7 +39,7 @@ from asrkt.train import distributed
 from asrkt.train.distributed import SINGLE, DistInfo
 from asrkt.train.terms import (HARD_TARGETS, STUDENT_HIDDEN, TEACHER_FORWARD, TEACHER_POSTERIORS, ModelOutput,
                                 TeacherTargets, build_term)
-from asrkt.models import build_model, describe, load_model
+from asrkt.models import build_model, describe, load_model, save_checkpoint
 from asrkt.targets import build_objective
 from asrkt.train.checkpoints import Checkpoints
 from asrkt.train.config import RESUME_IGNORED_KEYS, TrainConfig, check_train_config, loss_term_specs
@@ -404,14 +404,25 @@ class Trainer:
             "hooks": [h.state_dict() for h in self.hooks], "rng": rng_states(), "history": self.history,
             "bad_batches_total": self.bad_batches_total, "config": to_dict(self.cfg)})
 
+    def _model_extra(self, epoch: int, valid_loss: float, valid_metric: float) -> dict:
+        """What a model file holds next to the weights (asrkt.models.save_checkpoint's ``extra``)."""
+        return {"epoch": epoch, "valid_loss": valid_loss, "objective": self.objective.name,
+                "metric": self.metric or "", "valid_metric": valid_metric, "loss_terms": dict(self.weights),
+                "seed": self.cfg.seed, "feature_config_hash": self.feats_hash,
+                "targets_dir": str(self.targets_dir) if self.targets_dir else "", "train_dir": str(self.train_dir)}
+
     def _save_model(self, epoch: int, valid_loss: float, valid_metric: float) -> None:
         if not self.dist.is_main:
             return
-        self.checkpoints.save_model(epoch, self.model, extra={
-            "epoch": epoch, "valid_loss": valid_loss, "objective": self.objective.name,
-            "metric": self.metric or "", "valid_metric": valid_metric, "loss_terms": dict(self.weights),
-            "seed": self.cfg.seed, "feature_config_hash": self.feats_hash,
-            "targets_dir": str(self.targets_dir) if self.targets_dir else "", "train_dir": str(self.train_dir)})
+        self.checkpoints.save_model(epoch, self.model, extra=self._model_extra(epoch, valid_loss, valid_metric))
+
+    def save_model_copy(self, path, row: dict) -> None:
+        """The current model as a model file at ``path`` (loadable like final.pt), with epoch ``row``'s dev
+        figures; rank 0 only. For hooks that keep intermediate models (DILS: the best model of each depth)."""
+        if not self.dist.is_main:
+            return
+        save_checkpoint(path, self.model, extra=self._model_extra(
+            row["epoch"], row["valid_loss"], row.get(f"valid_{self.metric}", float("nan"))))
 
     def _resume(self) -> bool:
         """Load the newest readable checkpoint; False when there is none."""

@@ -129,3 +129,31 @@ def sample_last_hidden(model: DnnModel, feats_list, max_frames: int) -> torch.Te
     if not outs:
         raise AsrktError("dils: no utterance to sample activations from")
     return torch.cat(outs)[:max_frames]
+
+
+DEPTH_COLUMNS = ("hidden_layers", "epochs", "first_epoch", "last_epoch", "best_epoch", "best_valid_loss",
+                 "train_time_s", "cumulative_time_s")
+
+
+def depths_table(history: list[dict], metric: str | None = None) -> str:
+    """A TSV of a DILS run's depths from the trainer's summary rows (each with ``hidden_layers``): the epochs
+    trained at each depth, the best accepted dev loss (and dev ``metric`` there) and the time (train and dev
+    passes) spent at it and up to its end."""
+    columns = list(DEPTH_COLUMNS) + ([f"best_valid_{metric}"] if metric else [])
+    lines, total = ["\t".join(columns)], 0.0
+    by_depth: dict[int, list[dict]] = {}
+    for row in history:
+        if "hidden_layers" in row:
+            by_depth.setdefault(int(row["hidden_layers"]), []).append(row)
+    for depth, rows in sorted(by_depth.items()):
+        seconds = sum(float(r.get("epoch_time_s", 0.0)) for r in rows)
+        total += seconds
+        accepted = [r for r in rows if r.get("decision") == "accepted"]
+        best = min(accepted, key=lambda r: float(r["valid_loss"])) if accepted else None
+        cells = [depth, len(rows), rows[0]["epoch"], rows[-1]["epoch"], best["epoch"] if best else "",
+                 f"{float(best['valid_loss']):.4f}" if best else "", f"{seconds:.2f}", f"{total:.2f}"]
+        if metric:
+            value = best.get(f"valid_{metric}") if best else None
+            cells.append("" if value is None else f"{float(value):.2f}")
+        lines.append("\t".join(str(c) for c in cells))
+    return "\n".join(lines) + "\n"

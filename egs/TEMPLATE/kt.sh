@@ -20,6 +20,7 @@
 # exp/student_tli_ft). A student config that names the teacher's checkpoint (loss.teacher_model: an on-the-fly
 # teacher, e.g. PKT; init.from_model: e.g. TLI) gets this run's teacher instead, exp/teacher<tag>/final.pt: the
 # path in the config is the one a training run by hand from the recipe dir uses.
+# A DILS teacher (hook dils) also gets the dev WER of each depth's best model: exp/<name>/dils/depths.md.
 #
 # --objective hybrid (issue 13) keeps the stage map; stage 2 then makes the targets as Kaldi does for nnet1:
 #   2 lang, LM, GMM, graph            data/lang_hmm_<train set><tag> (prepare_lang_hmm from --lexicon),
@@ -408,10 +409,14 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   stage_begin 4 "teacher check, dump teacher posteriors: $teacher/final.pt -> $teacher/post_{$train_set,$valid_set}"
-  # A degenerate teacher (blanks only, dev TER near 100 %) stops the recipe here, not after the students.
+  # A degenerate teacher (blanks only, dev TER near 100 %) stops the recipe here, not after the students. The
+  # check runs the teacher over the whole dev set: a job like a decode ($decode_cmd), not work for the head node.
+  check_log=$teacher/log/check_teacher.log
   # shellcheck disable=SC2086
-  python -m asrkt.bin.check_teacher --model "$teacher/final.pt" --data-dir "data/$valid_set" --lang-dir "$lang" \
-    $teacher_check_args
+  $decode_cmd "$check_log" python -m asrkt.bin.check_teacher --model "$teacher/final.pt" \
+    --data-dir "data/$valid_set" --lang-dir "$lang" $teacher_check_args \
+    || { grep -h 'ERROR' "$check_log" >&2 || tail -n 20 "$check_log" >&2; die "the teacher check failed (log: $check_log)"; }
+  grep -h 'fit to teach' "$check_log" | sed 's/^.*INFO: //' || true
   for x in $post_sets; do
     dir=$(post_dir "$x")
     stage_is_done "$dir" && continue
@@ -540,6 +545,21 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
       python -m asrkt.bin.record_result --recipe-dir . --system "$(system_name "$exp" "$variant")" --exp-dir "$exp" \
         --group "$(system_group "$exp")" --train-dir "data/$train_set" --seed "$seed" --decode-prefix "decode_${p}"
     done
+    # A DILS system (hook dils) kept the best model of each depth: each decoded on the dev set as the objective's
+    # first variant (at the system's own tuned scale), for the dev WER per depth in $exp/dils/depths.md.
+    if compgen -G "$exp/dils/depth_*.pt" > /dev/null; then
+      variant=${decode_variants%% *}; decode_setup "$variant"
+      [ "$variant" = greedy ] || extra+=(--acoustic-scale "$(python -m asrkt.bin.pick_scale "$exp/tune_${p:-lm_}$valid_set")")
+      for model in "$exp"/dils/depth_*.pt; do
+        dir=$exp/dils/decode_${p}${valid_set}_$(basename "$model" .pt)
+        stage_is_done "$dir" && continue
+        # shellcheck disable=SC2086
+        $decode_cmd "$dir/log/decode.log" python -m asrkt.bin.decode --model "$model" --data-dir "data/$valid_set" \
+          --lang-dir "$lang" --out-dir "$dir" --num-threads 1 $decode_args "${extra[@]}"
+        stage_mark_done "$dir"
+      done
+      python -m asrkt.bin.dils_depths "$exp" --decode-dirs "$exp/dils/decode_${p}${valid_set}_depth_{depth}"
+    fi
   done
   # This run's table (exp/RESULTS.md), printed next to the recipe's committed reference results.
   python -m asrkt.bin.make_results --recipe-dir . --dev-set "$valid_set" --test-sets "$test_sets"
