@@ -220,6 +220,25 @@ def test_a_bad_utterance_skips_the_batch_on_every_rank(recipe, tmp_path):
     assert sum(" 1 of " in line and "batches skipped" in line for line in log) == 1  # the epoch's count, rank 0
 
 
+def test_a_run_that_fails_in_its_processes_ends_with_one_line_naming_them(recipe, tmp_path):
+    """Every rank refuses the epoch (a NaN utterance, no bad batch allowed): each process prints its own error
+    naming the utterance, and the launcher ends with one line saying how many processes failed and where the
+    log is; exit status 1."""
+    argv, root = recipe
+    noisy = add_features(make_data_dir(tmp_path, num_speakers=3, utts_per_speaker=5), nan_utt="spk1-u2")
+    argv = list(argv)
+    argv[argv.index("--train-dir") + 1] = str(noisy)
+    argv += ["--schedule.max-epochs", "1", "--schedule.min-epochs", "1", "--max-bad-batch-fraction", "0"]
+    exp = tmp_path / "two"
+    res = subprocess.run(train_command(argv, exp, 2), env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == (f"ERROR: training failed in 2 of 2 processes (rank 0: exit code 1); the processes' errors are "
+                    f"above and in {exp / 'log' / 'train.log'}"), res.stderr[-3000:]
+    assert "non-finite features in utterance(s) spk1-u2" in res.stderr  # what the processes said, above it
+    assert not (exp / "final.pt").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--nproc", "0"], "--nproc must be an integer >= 1 and --ngpu one >= 0, got '0' and '0'"),
     (["--ngpu", "x"], "--nproc must be an integer >= 1 and --ngpu one >= 0, got '1' and 'x'"),
