@@ -34,16 +34,17 @@ def recipe_copy(repo_root: Path, dest: Path) -> Path:
     return dest
 
 
-# The transfer-method variants ride along in the shared tiny run (issue 15): a teacher variant (layer-wise
-# pre-training) and a KT variant that combines PKT with a TLI initialisation. Its config names a teacher that does
-# not exist: kt.sh must hand it this run's teacher instead.
+# The transfer-method variants ride along in the shared tiny run (issue 15): two teacher variants (layer-wise
+# pre-training; DILS, whose depth model stage 7 decodes: one epoch inserts no layer, so one depth) and a KT variant
+# that combines PKT with a TLI initialisation. Its config names a teacher that does not exist: kt.sh must hand it
+# this run's teacher instead.
 KT_VARIANT_CONFIG = """include: student_pkt.yaml
 loss: {teacher_model: exp/not_this_teacher/final.pt}
 init: {method: tli, from_model: exp/not_this_teacher/final.pt}
 """
-VARIANT_ARGS = ("--teacher-variants", "teacher_layerwise:conf/teacher_layerwise.yaml",
+VARIANT_ARGS = ("--teacher-variants", "teacher_layerwise:conf/teacher_layerwise.yaml teacher_dils:conf/teacher_dils.yaml",
                 "--kt-variants", "student_pkt_tli:conf/student_pkt_tli.yaml")
-VARIANT_SYSTEMS = ("teacher_layerwise", "student_pkt_tli_ft")
+VARIANT_SYSTEMS = ("teacher_layerwise", "teacher_dils", "student_pkt_tli_ft")
 
 
 def add_variant_configs(recipe: Path) -> tuple[str, ...]:
@@ -99,8 +100,9 @@ OUTPUT_FOLDERS = ("downloads", "data", "exp")
 # Fields that say when or how fast something ran (and those ending in _time_s or _seconds): they differ between
 # any two runs.
 TIMING_KEYS = frozenset({"date", "created", "seconds", "rtf", "frames_per_s"})
-# Derived from what is compared, plus the training times: exp/RESULTS.md (from exp/results/*.yaml).
-DERIVED = frozenset({"exp/RESULTS.md"})
+# Derived from what is compared, plus the training times: exp/RESULTS.md (from exp/results/*.yaml), DILS's table
+# of depths (from its depths.tsv and the depth decodes).
+DERIVED = frozenset({"exp/RESULTS.md", "exp/teacher_dils/dils/depths.md"})
 # Temporary names that a kill can leave behind: asrkt.utils.atomic's (.x.tmp<pid>, .x.old<pid>), log.sh's
 # .done.tmp.<pid>, make_fbank.sh's .backup, tempfile's .scp.*.tmp, lang.py's and gmm.py's x.tmp.
 TEMPORARY = re.compile(r"(^\..*\.(tmp|old)\d*(\..*)?$)|(\.tmp$)|(^\.backup$)")

@@ -48,7 +48,11 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
     # The variants (issue 15): grouped with their plain kind, and the KT variant got this run's teacher for both
     # the on-the-fly teacher (PKT) and the TLI source, not the path its config names; fine-tuned from itself.
     groups = {s: yaml.safe_load((recipe / "exp/results" / f"{s}.yaml").read_text())["group"] for s in VARIANT_SYSTEMS}
-    assert groups == {"teacher_layerwise": "teacher", "student_pkt_tli_ft": "lstm_kt_finetune"}
+    assert groups == {"teacher_layerwise": "teacher", "teacher_dils": "teacher", "student_pkt_tli_ft": "lstm_kt_finetune"}
+    # DILS: its depth's model decoded on the dev set (greedy, CTC's first decode variant), the WER in the table.
+    depths = (recipe / "exp/teacher_dils/dils/depths.md").read_text()
+    wer = yaml.safe_load((recipe / "exp/teacher_dils/dils/decode_dev_depth_2/score.yaml").read_text())["wer"]
+    assert f"| 2 | 1 | 1 | 1 | 1 |" in depths and f"{wer:.2f} |" in depths
     cfg = yaml.safe_load((recipe / "exp/student_pkt_tli/config.yaml").read_text())
     assert cfg["loss"]["teacher_model"] == cfg["init"]["from_model"] == "exp/teacher/final.pt"
     assert "tli from exp/teacher/final.pt" in (recipe / "exp/student_pkt_tli/log/train.log").read_text()
@@ -118,7 +122,10 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
     (["--teacher-variants", "t_ft:conf/teacher_dbn.yaml", "--kt-variants", "t:conf/student_tli.yaml"],
      "--kt-variants: t: the name t_ft is taken"),
     (["--teacher-variants", "student_kt_ft_lm:conf/teacher_dbn.yaml"],
-     "--teacher-variants/--kt-variants: two systems would write the result record student_kt_ft_lm: rename one"),
+     "--teacher-variants/--kt-variants/--kt-reg-variants: two systems would write the result record student_kt_ft_lm: "
+     "rename one"),
+    (["--kt-reg-variants", "student_kt_reg:conf/student_kt_reg.yaml"],
+     "--kt-reg-variants: student_kt_reg: the name student_kt_reg is taken"),
 ])
 def test_bad_recipe_options_are_one_error_line(repo_root, tmp_path, args, message):
     """Refused before any stage runs, with one line; nothing is written."""

@@ -15,11 +15,13 @@
 #
 # Other methods run next to these plain systems as named variants, each in an exp folder of its own and scored in
 # stage 7 with a result record of its own: --teacher-variants "teacher_dbn:conf/teacher_dbn.yaml ..." (stage 3:
-# exp/teacher_dbn; the students still learn from exp/teacher) and --kt-variants "student_tli:conf/student_tli.yaml
-# ..." (stage 5: exp/student_tli, on exp/teacher's posteriors; stage 6: fine-tuned with --finetune-config into
-# exp/student_tli_ft). A student config that names the teacher's checkpoint (loss.teacher_model: an on-the-fly
-# teacher, e.g. PKT; init.from_model: e.g. TLI) gets this run's teacher instead, exp/teacher<tag>/final.pt: the
-# path in the config is the one a training run by hand from the recipe dir uses.
+# exp/teacher_dbn; the students still learn from exp/teacher), --kt-variants "student_tli:conf/student_tli.yaml ..."
+# (stage 5: exp/student_tli, on exp/teacher's posteriors; stage 6: fine-tuned with --finetune-config into
+# exp/student_tli_ft) and --kt-reg-variants "student_kt_reg_T4:conf/student_kt_reg_T4.yaml ..." (stage 6, next to
+# exp/student_kt_reg, e.g. at another temperature). A student config that names the teacher's checkpoint
+# (loss.teacher_model: an on-the-fly teacher, e.g. PKT; init.from_model: e.g. TLI) gets this run's teacher
+# instead, exp/teacher<tag>/final.pt: the path in the config is the one a training run by hand from the recipe dir
+# uses.
 # A DILS teacher (hook dils) also gets the dev WER of each depth's best model: exp/<name>/dils/depths.md.
 #
 # --objective hybrid (issue 13) keeps the stage map; stage 2 then makes the targets as Kaldi does for nnet1:
@@ -67,6 +69,8 @@ teacher_variants=""    # stage 3: more teachers "name:config ...", e.g. "teacher
                        # trained into exp/<name> and scored in stage 7; the students still learn from exp/teacher
 kt_variants=""         # stage 5: more KT students "name:config ...", e.g. "student_tli:conf/student_tli.yaml": each
                        # pre-trained as student_kt, fine-tuned in stage 6 into exp/<name>_ft, scored in stage 7
+kt_reg_variants=""     # stage 6: more KT-regularised students "name:config ...", e.g.
+                       # "student_kt_reg_T4:conf/student_kt_reg_T4.yaml": each trained as student_kt_reg, scored
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
@@ -245,6 +249,9 @@ system_group() {
        for v in "${kt_variant_runs[@]}"; do
          [ "$1" != "$exp_root/${v%%|*}_ft${tag}" ] || { echo lstm_kt_finetune; return; }
        done
+       for v in "${kt_reg_variant_runs[@]}"; do
+         [ "$1" != "$exp_root/${v%%|*}${tag}" ] || { echo lstm_kt_regularised; return; }
+       done
        echo other ;;
   esac
 }
@@ -277,7 +284,7 @@ add_variants() {  # add_variants OPTION ARRAY SPEC
       || die "--$1: '$v' is not name:config (a name of letters, digits and _; e.g. teacher_dbn:conf/teacher_dbn.yaml)"
     [[ ! $name =~ _seed[0-9]+$ ]] || die "--$1: $name: a name ending in _seed<N> reads as a seed of another system"
     [ -f "$config" ] || die "--$1: $name: config file $config not found"
-    for n in $name $([ "$1" = teacher-variants ] || echo "${name}_ft"); do
+    for n in $name $([ "$1" != kt-variants ] || echo "${name}_ft"); do
       [[ " $taken_names " != *" $n "* ]] || die "--$1: $name: the name $n is taken (exp/$n is another system's)"
       taken_names="$taken_names $n"
     done
@@ -285,9 +292,10 @@ add_variants() {  # add_variants OPTION ARRAY SPEC
     out+=("$name|$config")
   done
 }
-teacher_variant_runs=(); kt_variant_runs=()
+teacher_variant_runs=(); kt_variant_runs=(); kt_reg_variant_runs=()
 add_variants teacher-variants teacher_variant_runs "$teacher_variants"
 add_variants kt-variants kt_variant_runs "$kt_variants"
+add_variants kt-reg-variants kt_reg_variant_runs "$kt_reg_variants"
 
 # teacher_opts CONFIG: this run's teacher for the teacher checkpoint a student config names (loss.teacher_model,
 # init.from_model; see the top), as --key value options, and nothing for a config that names none.
@@ -312,8 +320,9 @@ systems="$teacher $exp_root/student_kt_ft${tag}"
 [ -n "$kt_reg_config" ] && systems="$systems $exp_root/student_kt_reg${tag}"
 for v in "${teacher_variant_runs[@]}"; do systems="$systems $exp_root/${v%%|*}${tag}"; done
 for v in "${kt_variant_runs[@]}"; do systems="$systems $exp_root/${v%%|*}_ft${tag}"; done
+for v in "${kt_reg_variant_runs[@]}"; do systems="$systems $exp_root/${v%%|*}${tag}"; done
 dups=$(for exp in $systems; do for v in $decode_variants; do system_name "$exp" "$v"; done; done | sort | uniq -d)
-[ -z "$dups" ] || die "--teacher-variants/--kt-variants: two systems would write the result record" $dups": rename one"
+[ -z "$dups" ] || die "--teacher-variants/--kt-variants/--kt-reg-variants: two systems would write the result record" $dups": rename one"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   stage_begin 0 "data preparation and validation: ${corpus_dir:-(default corpus location)} -> data/{$full_train_set,$valid_set,test}"
@@ -450,11 +459,11 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   if [ -n "$scratch_config" ]; then
     opts=$(teacher_opts "$scratch_config"); runs+=("$exp_root/student_scratch${tag}|$scratch_config|$opts")
   fi
-  if [ -n "$kt_reg_config" ]; then
-    opts=$(teacher_opts "$kt_reg_config")
+  for v in $([ -z "$kt_reg_config" ] || echo "student_kt_reg|$kt_reg_config") "${kt_reg_variant_runs[@]}"; do
+    opts=$(teacher_opts "${v#*|}")  # the plain KT-regularised student (unless switched off), --kt-reg-variants
     opts="$opts --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")"
-    runs+=("$exp_root/student_kt_reg${tag}|$kt_reg_config|$opts")
-  fi
+    runs+=("$exp_root/${v%%|*}${tag}|${v#*|}|$opts")
+  done
   if "$parallel_baselines"; then
     # Independent runs, one thread each: on a few cores this beats running them one after the other.
     pids=()
