@@ -35,6 +35,16 @@ def test_worse_epoch_is_rejected_and_starts_halving_then_stops_when_halving():
     assert d[3].stop and sched.best_epoch == 3 and sched.best_loss == 8.8
 
 
+def test_restart_after_convergence_trains_on_at_the_initial_lr_against_the_last_accepted_loss():
+    sched, d = run([9.0, 9.5, 8.8, 8.9], min_epochs=1)  # converged at epoch 4 (as above), best 8.8
+    sched.restart(1.0)  # e.g. DILS deepened the net
+    assert not sched.done and not sched.halving and sched.stop_reason == "" and sched.lr == 1.0
+    worse, better = sched.step(8.85), None
+    assert not worse.accepted and worse.lr_used == 1.0 and worse.next_lr == 0.5 and not worse.stop  # halving anew
+    better = sched.step(8.0)
+    assert better.accepted and better.epoch == 6 and sched.best_epoch == 6 and sched.best_loss == 8.0
+
+
 def test_min_epochs_accepts_and_continues():
     sched, d = run([10.5, 10.4, 9.0, 8.999], min_epochs=3, max_epochs=10)
     # epochs 1, 2 are accepted although worse than the reference (nnet1: iter <= min_iters)

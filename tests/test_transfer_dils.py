@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 import asrkt.train.methods  # noqa: F401 (registers dils)
 from asrkt.models import ModelConfig, build_model, load_model
@@ -179,3 +180,55 @@ def test_depths_table_and_the_wer_per_depth_report(tmp_path, capsys):
         with pytest.raises(SystemExit):  # one ERROR line naming the file and the line, exit status 1
             dils_depths.main([str(exp), "--decode-dirs", decode_dirs])
         assert message in capsys.readouterr().err
+
+
+def test_at_convergence_trains_each_depth_to_convergence_then_deepens(setup, tmp_path, caplog):
+    """dils at_convergence: each depth runs until newbob converges, then a layer goes in and the schedule starts
+    over (initial lr, not halving); max_layers ends it. Killed right after a convergence (the insertion pending),
+    the resumed run is the same run."""
+    data, lang = setup
+    hook = [{"name": "dils", "at_convergence": True, "max_layers": 3, "until_no_gain": False}]
+    # Quick convergence: halving from the first epoch whose gain is below 20 %, stop below 5 %.
+    cfg = config(**TINY_DNN, **{"hooks": hook, "schedule.max_epochs": 40, "schedule.start_halving_impr": 0.2,
+                                "schedule.end_halving_impr": 0.05})
+    exp = tmp_path / "exp"
+    with caplog.at_level("INFO"):
+        Trainer(cfg, data, data, exp, lang_dir=lang).run()
+    assert "dils: 1 hidden layers converged" in caplog.text and "dils: 2 hidden layers converged" in caplog.text
+    assert "the schedule starts over at lr 0.01" in caplog.text
+    depths = read_depths(exp)
+    assert [r["hidden_layers"] for r in depths] == ["1", "2", "3"]
+    assert all(int(r["epochs"]) >= 2 for r in depths)  # each depth trained until it converged, not one epoch
+    rows = read_summary(exp)
+    firsts = [int(r["first_epoch"]) for r in depths[1:]]
+    for first in firsts:  # the first epoch of a new depth runs at the initial lr again
+        assert float(rows[first - 1]["lr"]) == 0.01 and float(rows[first - 2]["lr"]) < 0.01
+    info = yaml.safe_load((exp / "train_info.yaml").read_text())
+    assert info["stop_reason"].startswith("converged")  # the last depth converged too; the cap was not reached
+    # The final model is the last accepted one, newbob's rule: the depth with the lowest dev loss.
+    best = min((r for r in depths if r["best_valid_loss"]), key=lambda r: float(r["best_valid_loss"]))
+    model, extra = load_model(exp / "final.pt")
+    assert model.config.dnn.hidden_layers == int(best["hidden_layers"])
+    assert f"{extra['valid_loss']:.4f}" == best["best_valid_loss"]
+
+    class DiesAfterConvergence(Trainer):
+        def train_epoch(self, epoch):
+            if epoch == firsts[0]:  # the checkpoint before it holds the restarted schedule and the pending layer
+                raise KeyboardInterrupt
+            return super().train_epoch(epoch)
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        DiesAfterConvergence(cfg, data, data, resumed, lang_dir=lang).run()
+    Trainer(cfg, data, data, resumed, lang_dir=lang).run()
+    b = read_summary(resumed)
+    same = [c for c in rows[0] if c not in ("frames_per_s", "epoch_time_s")]
+    assert [[r[c] for c in same] for r in rows] == [[r[c] for c in same] for r in b]
+
+
+def test_dils_needs_exactly_one_way_to_grow():
+    from asrkt.train.methods import DilsHook, DilsOptions
+
+    for options in (DilsOptions(), DilsOptions(every=2, at_convergence=True)):
+        with pytest.raises(AsrktError, match="give every \\(epochs\\), at_epochs, or at_convergence: true"):
+            DilsHook(options)

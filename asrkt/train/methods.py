@@ -79,6 +79,9 @@ DEPTHS_DIR = "dils"  # in the exp folder: depth_<N>.pt (the best model of each d
 class DilsOptions:
     every: int = 0  # insert a layer before every epoch 1 + k * every (k >= 1); 0: only at_epochs
     at_epochs: list[int] = dataclasses.field(default_factory=list)  # insert before these epochs
+    # Instead: insert a layer each time the schedule converges (each depth trained to convergence, as DILS does),
+    # and start the schedule over (initial lr, not halving); the run ends when a depth brings no gain.
+    at_convergence: bool = False
     max_layers: int = 0  # target depth (hidden layers); 0: no limit
     until_no_gain: bool = True  # stop inserting once a depth's best dev loss is no better than the one below
     fit_samples: int = 2000  # frames of training activations for the least-squares fit (sigmoid, tanh)
@@ -100,31 +103,40 @@ class DilsHook(EpochHook):
         if o.every < 0 or o.max_layers < 0 or o.fit_samples < 2 or any(e < 2 for e in o.at_epochs):
             raise AsrktError("hooks 'dils': every and max_layers must be >= 0, fit_samples >= 2 and at_epochs >= 2 "
                              f"(a layer is inserted before an epoch, after training), got {o}")
-        if not o.every and not o.at_epochs:
-            raise AsrktError("hooks 'dils': give every (epochs) or at_epochs")
+        if bool(o.every or o.at_epochs) == o.at_convergence:
+            raise AsrktError("hooks 'dils': give every (epochs), at_epochs, or at_convergence: true (one of them)")
         self.best_by_depth: dict[int, float] = {}
         self.stopped = ""
+        self.pending = False  # at_convergence: the depth converged, a layer goes in before the next epoch
 
     def on_train_start(self, trainer) -> None:
         dils.check_deepenable(trainer.model)
 
     def _due(self, epoch: int) -> bool:
         o = self.options
-        return epoch in o.at_epochs or (o.every > 0 and epoch > 1 and (epoch - 1) % o.every == 0)
+        return self.pending or epoch in o.at_epochs or (o.every > 0 and epoch > 1 and (epoch - 1) % o.every == 0)
+
+    def _why_not_deeper(self, depth: int) -> str:
+        """Why the net of ``depth`` hidden layers gets no more layers ("" if it may)."""
+        o, best = self.options, self.best_by_depth
+        if o.max_layers and depth >= o.max_layers:
+            return f"target depth {o.max_layers} reached"
+        if o.until_no_gain and depth - 1 in best and depth not in best:
+            return f"no epoch at {depth} layers was accepted"
+        if o.until_no_gain and depth - 1 in best and depth in best and not best[depth] < best[depth - 1]:
+            return (f"{depth} layers gave no better dev loss than {depth - 1} "
+                    f"({best[depth]:.4f} vs {best[depth - 1]:.4f})")
+        return ""
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
         if self.stopped or not self._due(epoch):
             return
+        self.pending = False
         model = trainer.model
         dils.check_deepenable(model)
         depth = model.config.dnn.hidden_layers
         o = self.options
-        if o.max_layers and depth >= o.max_layers:
-            self.stopped = f"target depth {o.max_layers} reached"
-        elif o.until_no_gain and depth - 1 in self.best_by_depth and depth in self.best_by_depth and \
-                not self.best_by_depth[depth] < self.best_by_depth[depth - 1]:
-            self.stopped = (f"{depth} layers gave no better dev loss than {depth - 1} "
-                            f"({self.best_by_depth[depth]:.4f} vs {self.best_by_depth[depth - 1]:.4f})")
+        self.stopped = self._why_not_deeper(depth)
         if self.stopped:
             logger.info("dils: no more layers: %s", self.stopped)
             return
@@ -148,13 +160,25 @@ class DilsHook(EpochHook):
         if trainer.dist.is_main:
             atomic_write_text(trainer.exp_dir / DEPTHS_DIR / "depths.tsv",
                               dils.depths_table(trainer.history, trainer.metric))
+        schedule = trainer.schedule
+        if self.options.at_convergence and not self.stopped and schedule.done and \
+                schedule.stop_reason.startswith("converged") and not self._why_not_deeper(depth):
+            # This depth has converged: deepen before the next epoch and train the deeper net to convergence too.
+            lr = trainer.cfg.optim.lr
+            schedule.restart(lr)
+            trainer.set_lr(lr)
+            self.pending = True
+            logger.info("dils: %d hidden layers converged (best dev loss %.4f): a layer is inserted before epoch %d, "
+                        "the schedule starts over at lr %g", depth, self.best_by_depth.get(depth, float("nan")),
+                        epoch + 1, lr)
 
     def state_dict(self) -> dict:
-        return {"best_by_depth": dict(self.best_by_depth), "stopped": self.stopped}
+        return {"best_by_depth": dict(self.best_by_depth), "stopped": self.stopped, "pending": self.pending}
 
     def load_state_dict(self, state: dict) -> None:
         self.best_by_depth = {int(k): float(v) for k, v in state.get("best_by_depth", {}).items()}
         self.stopped = state.get("stopped", "")
+        self.pending = bool(state.get("pending", False))
 
 
 # ----------------------------------------------------------------------------------------------------- TLI

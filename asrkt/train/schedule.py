@@ -166,6 +166,11 @@ class Newbob:
             return True, False, True, f"converged: no improvement in {self.bad_epochs} epochs (patience)"
         return math.isfinite(loss), False, False, f"not improved ({self.bad_epochs}/{cfg.patience}), lr halved"
 
+    def restart(self, lr: float) -> None:
+        """Start over after convergence (for a hook that changes the model, e.g. DILS deepening it): the lr back to
+        ``lr``, no halving, not done. The dev loss to beat stays the last accepted model's."""
+        self.lr, self.halving, self.bad_epochs, self.done, self.stop_reason = float(lr), False, 0, False, ""
+
     def state_dict(self) -> dict:
         return {"lr": self.lr, "best_loss": self.best_loss, "best_epoch": self.best_epoch, "epoch": self.epoch,
                 "halving": self.halving, "bad_epochs": self.bad_epochs, "done": self.done,

@@ -224,7 +224,7 @@ class Trainer:
             return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
-    def _set_lr(self, lr: float) -> None:
+    def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -234,7 +234,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.step_model = distributed.wrap(self.model, self.dist, self.device)
         self.optimizer = self._make_optimizer()
-        self._set_lr(lr)
+        self.set_lr(lr)
         logger.info("model replaced (%s): %s", reason, describe(self.model))
 
     # -------------------------------------------------------------------------------------------- losses
@@ -443,7 +443,7 @@ class Trainer:
         set_rng_states(state["rng"])
         self.history = list(state["history"])
         self.bad_batches_total = int(state.get("bad_batches_total", 0))
-        self._set_lr(self.schedule.lr)
+        self.set_lr(self.schedule.lr)
         logger.info("resumed from %s: epoch %d done, lr %.4g, best epoch %d (dev loss %s)%s", path, epoch,
                     self.schedule.lr, self.schedule.best_epoch, fmt(self.schedule.best_loss),
                     ", schedule already finished" if self.schedule.done else "")
@@ -487,7 +487,7 @@ class Trainer:
         logger.info("initial model: dev loss %s (%s)%s", fmt(stats.total()), stats.terms_text(),
                     f", dev {self.metric} {fmt(stats.metric)}%" if self.metric else "")
         self.schedule.start(stats.total())
-        self._set_lr(self.schedule.lr)
+        self.set_lr(self.schedule.lr)
 
     def run_epoch(self, epoch: int) -> dict:
         """Hooks, one epoch of training, the dev pass and the schedule's decision; returns the summary row."""
@@ -503,7 +503,7 @@ class Trainer:
         if not decision.accepted:
             self.model.load_state_dict(snapshot[0])
             self.optimizer.load_state_dict(snapshot[1])
-        self._set_lr(decision.next_lr)
+        self.set_lr(decision.next_lr)
         self.bad_batches_total += train["bad_batches"]
         row = {"epoch": epoch, "lr": train["lr"], **stats_row("train", train["stats"]), **stats_row("valid", valid),
                "frames_per_s": train["frames_per_s"], "epoch_time_s": elapsed,
