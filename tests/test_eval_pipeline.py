@@ -340,3 +340,12 @@ def test_plot_curves(tmp_path, monkeypatch):
     with pytest.raises(AsrktError, match=re.escape("no column valid_pkt (loss term 'pkt' not trained there; its "
                                                    "terms: hard, soft)")):
         curves_bin.plot_curves([tmp_path / "a"], out, term="pkt")
+    # The hybrid objective's dev error rate is the frame error rate (valid_fer): drawn and named as such.
+    fer = tmp_path / "fer"
+    fer.mkdir()
+    (fer / "summary.tsv").write_text((tmp_path / "a" / "summary.tsv").read_text().replace("valid_ter", "valid_fer"))
+    drawn.clear()
+    titles, set_title = [], plt.Axes.set_title
+    monkeypatch.setattr(plt.Axes, "set_title", lambda self, t, **k: titles.append(t) or set_title(self, t, **k))
+    curves_bin.plot_curves([fer], tmp_path / "fer.png")
+    assert [60.0, 55.0] in drawn and "dev FER (frame classification, hybrid)" in titles

@@ -49,6 +49,11 @@ def column(rows: list[dict], name: str) -> list[float]:
     return out
 
 
+# The dev error rate of each objective (its summary column valid_<metric>): axis label and panel title.
+METRICS = {"ter": ("dev token error rate (%)", "dev TER (greedy CTC)"),
+           "fer": ("dev frame error rate (%)", "dev FER (frame classification, hybrid)")}
+
+
 def plot_curves(exp_dirs, out, labels=None, term: str | None = None, log_loss: bool = False) -> None:
     labels = labels or [Path(d).name for d in exp_dirs]
     if len(labels) != len(exp_dirs):
@@ -57,6 +62,7 @@ def plot_curves(exp_dirs, out, labels=None, term: str | None = None, log_loss: b
     fig = new_figure(figsize=(11, 4))
     ax_loss, ax_ter = fig.subplots(1, 2)
     colors = colormap("tab10")
+    metrics = set()
     for i, (d, label) in enumerate(zip(exp_dirs, labels)):
         rows = read_summary(d)
         if not rows:
@@ -69,8 +75,10 @@ def plot_curves(exp_dirs, out, labels=None, term: str | None = None, log_loss: b
         c = colors(i % 10)
         ax_loss.plot(epochs, column(rows, train_col), "o-", color=c, label=f"{label} train", markersize=3)
         ax_loss.plot(epochs, column(rows, valid_col), "s--", color=c, label=f"{label} dev", markersize=3)
-        ter = column(rows, "valid_ter")
-        ax_ter.plot(epochs, ter, "o-", color=c, label=label, markersize=3)
+        metric = next((m for m in METRICS if f"valid_{m}" in rows[0]), None)  # (none: soft targets only, CTC)
+        if metric:
+            metrics.add(metric)
+            ax_ter.plot(epochs, column(rows, f"valid_{metric}"), "o-", color=c, label=label, markersize=3)
         rejected = [(e, v) for e, v, r in zip(epochs, column(rows, valid_col), rows)
                     if r.get("decision") == "rejected"]
         if rejected:
@@ -82,8 +90,9 @@ def plot_curves(exp_dirs, out, labels=None, term: str | None = None, log_loss: b
     ax_loss.set_title(f"train (solid) and dev (dashed) {f'{term} term' if term else 'loss'}; x = rejected epoch",
                       fontsize=9)
     ax_ter.set_xlabel("epoch")
-    ax_ter.set_ylabel("dev token error rate (%)")
-    ax_ter.set_title("dev TER (greedy CTC)", fontsize=9)
+    ylabel, title = METRICS[metrics.pop()] if len(metrics) == 1 else ("dev error rate (%)", "dev error rate")
+    ax_ter.set_ylabel(ylabel)
+    ax_ter.set_title(title, fontsize=9)
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax_loss, ax_ter):
