@@ -70,7 +70,8 @@ teacher_variants=""    # stage 3: more teachers "name:config ...", e.g. "teacher
 kt_variants=""         # stage 5: more KT students "name:config ...", e.g. "student_tli:conf/student_tli.yaml": each
                        # pre-trained as student_kt, fine-tuned in stage 6 into exp/<name>_ft, scored in stage 7
 kt_reg_variants=""     # stage 6: more KT-regularised students "name:config ...", e.g.
-                       # "student_kt_reg_T4:conf/student_kt_reg_T4.yaml": each trained as student_kt_reg, scored
+                       # "student_kt_reg_T4:conf/student_kt_reg_T4.yaml": each trained as student_kt_reg (on
+                       # exp/teacher's posteriors) into exp/<name>, scored in stage 7
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
