@@ -215,7 +215,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
     """The tiny digits recipe, every stage, with a cmd.sh that sends train_cmd and decode_cmd to Slurm: the
-    feature, posterior-dumping, training and decoding jobs must all have run as Slurm jobs."""
+    feature, teacher-check, posterior-dumping, training and decoding jobs must all have run as Slurm jobs."""
     recipe = recipe_copy(repo_root, tmp_path / "digits")
     (recipe / "cmd.sh").write_text('export train_cmd="run_slurm.py --mem 2G --time 30:00"\n'
                                    'export decode_cmd="run_slurm.py --mem 1G --time 10:00"\n')
@@ -241,6 +241,7 @@ def test_digits_recipe_runs_its_jobs_on_slurm(slurm, repo_root, tmp_path):
         *[(exp / s / f"decode_{p}test" / "log" / f"decode.{j}.log", "decode")  # greedy and TLG (lm_) search
           for s in ("teacher", "student_kt_ft") for p in ("", "lm_") for j in (1, 2)],
         *[(exp / s / "tune_lm_dev" / "log" / "tune.log", "tune") for s in ("teacher", "student_kt_ft")],
+        (exp / "teacher" / "log" / "check_teacher.log", "check_teacher"),  # stage 4's teacher check
     ]
     for log, name in expected:
         job = slurm_job_id(log)
