@@ -3,6 +3,7 @@ them, and an --overwrite that redoes one. Slow (a few minutes on 2 cores), and C
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 
 import pytest
@@ -99,6 +100,16 @@ def test_digits_recipe_stage_by_stage_rerun_and_overwrite(repo_root, tiny_digits
     assert "the previous exp/teacher is kept as exp/teacher.old" in out
     assert hashlib.sha1((recipe / "exp/teacher.old/final.pt").read_bytes()).hexdigest() == sha
     assert (recipe / "exp/teacher/.done").is_file()
+
+    # Stage 4's teacher check, a $decode_cmd job: a teacher it refuses stops the recipe with the check's own error
+    # (from the job's log) and where the log is.
+    proc = subprocess.run(["./run.sh", "--data-opts", "--size tiny", "--stage", "4", "--stop-stage", "4",
+                           "--train-args", TINY_TRAIN_ARGS, "--teacher-check-args", "--max-error-rate 1"],
+                          cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stderr
+    assert re.search(r"ERROR: exp/teacher/final\.pt: the teacher is degenerate on data/dev \(dev ter [0-9.]+% >= 1%",
+                     proc.stderr), proc.stderr
+    assert "ERROR: the teacher check failed (log: exp/teacher/log/check_teacher.log)" in proc.stderr, proc.stderr
 
     # A finished system and a changed config: refused with what to do, not skipped as done (issue 16).
     proc = subprocess.run(["./run.sh", "--data-opts", "--size tiny", "--stage", "3", "--stop-stage", "3",
