@@ -13,9 +13,13 @@ TINY_MONO_ARGS = "--num-iters 10 --tot-gauss 200"
 TINY_TRI_ARGS = "--num-leaves 40 --tot-gauss 200 --num-iters 6 --realign-iters 3"
 
 
+# --student-args reaches the LSTM students only: bidirectional here, the DNN teacher as its config says.
+STUDENT_ARGS = "--model.lstm.bidirectional true"
+
+
 def _run(recipe, *args: str) -> str:
     return run_tiny(recipe, "--objective", "hybrid", "--mono-args", TINY_MONO_ARGS, "--tri-args", TINY_TRI_ARGS,
-                     *args)
+                    "--student-args", STUDENT_ARGS, *args)
 
 
 @pytest.mark.slow
@@ -48,6 +52,7 @@ def test_digits_hybrid_recipe_and_rerun(repo_root, tmp_path):
         exp = recipe / "exp/hybrid" / system
         cfg = yaml.safe_load((exp / "config.yaml").read_text())
         assert cfg["objective"] == "frame_ce" and cfg["model"]["subsampling"] == 1
+        assert cfg["model"]["lstm"]["bidirectional"] == (system != "teacher"), system
         for x in ("dev", "test"):
             assert "%WER" in (exp / f"decode_{x}" / "wer.txt").read_text()
             assert yaml.safe_load((exp / f"decode_{x}" / "score.yaml").read_text())["decoder"]["method"] == "hclg"

@@ -75,6 +75,8 @@ kt_reg_variants=""     # stage 6: more KT-regularised students "name:config ..."
 parallel_baselines=true  # stage 6: train the fine-tuned student and the baselines at once, one CPU thread each
 post_topk=0            # 0: dense log-probabilities; K > 0: top-K in Kaldi's Posterior format
 train_args=""          # extra --key value overrides for every training run, e.g. "--schedule.max_epochs 2"
+student_args=""        # more overrides for the LSTM students of stages 5-6 only (the teacher keeps its config), e.g.
+                       # "--model.lstm.bidirectional true": KT student, fine-tuned, scratch, KT-regularised, variants
 nproc=1                # processes per training run: N > 1 trains data-parallel (DDP through torchrun; the same
                        # global batch split between them), on the device the config says (gloo on CPU, NCCL on GPU)
 ngpu=0                 # GPUs per training run: N > 0 means N processes (DDP), one GPU each (device cuda), and
@@ -445,7 +447,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for v in "student_kt|$kt_config" "${kt_variant_runs[@]}"; do  # the plain student, then --kt-variants
     opts=$(teacher_opts "${v#*|}")
     # shellcheck disable=SC2086
-    train_system "$exp_root/${v%%|*}${tag}" "${v#*|}" $opts \
+    train_system "$exp_root/${v%%|*}${tag}" "${v#*|}" $opts $student_args \
       --train-post "$(post_dir "$train_set")" --valid-post "$(post_dir "$valid_set")"
   done
   stage_end
@@ -455,14 +457,14 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   stage_begin 6 "fine-tuning ($objective) ($exp_root/student_kt${tag} -> $exp_root/student_kt_ft${tag}) and the baselines"
   runs=()
   for v in student_kt "${kt_variant_runs[@]%%|*}"; do  # each KT student fine-tuned, --kt-variants too
-    runs+=("$exp_root/${v}_ft${tag}|$finetune_config|--init-from $exp_root/${v}${tag}/final.pt")
+    runs+=("$exp_root/${v}_ft${tag}|$finetune_config|--init-from $exp_root/${v}${tag}/final.pt $student_args")
   done
   if [ -n "$scratch_config" ]; then
-    opts=$(teacher_opts "$scratch_config"); runs+=("$exp_root/student_scratch${tag}|$scratch_config|$opts")
+    opts=$(teacher_opts "$scratch_config"); runs+=("$exp_root/student_scratch${tag}|$scratch_config|$opts $student_args")
   fi
   for v in $([ -z "$kt_reg_config" ] || echo "student_kt_reg|$kt_reg_config") "${kt_reg_variant_runs[@]}"; do
     opts=$(teacher_opts "${v#*|}")  # the plain KT-regularised student (unless switched off), --kt-reg-variants
-    opts="$opts --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")"
+    opts="$opts $student_args --train-post $(post_dir "$train_set") --valid-post $(post_dir "$valid_set")"
     runs+=("$exp_root/${v%%|*}${tag}|${v#*|}|$opts")
   done
   if "$parallel_baselines"; then
