@@ -191,11 +191,13 @@ def test_make_results_from_two_records(tmp_path):
 
 def test_make_results_mean_std_over_seeds(tmp_path):
     r = tmp_path / "digits"
-    write_records(r, [record("student_kt_ft", 1, 5.0, 6.0, commit="c1"),
-                      record("student_kt_ft_seed2", 2, 7.0, 8.0, commit="c2"),
-                      record("teacher", 1, 3.0, 3.5)])
+    seed2, seed3 = record("student_kt_ft_seed2", 2, 7.0, 8.0, commit="c2"), record("student_kt_ft_seed3", 3, 6.0, 7.0,
+                                                                                     commit="c2")
+    seed3["epochs"] = 8
+    write_records(r, [record("student_kt_ft", 1, 5.0, 6.0, commit="c1"), seed2, seed3, record("teacher", 1, 3.0, 3.5)])
     md = render_markdown(load_records(r / "results"), dev="dev", test_sets=["test"])
-    assert "| student_kt_ft | 1000 utts, 1.25 h | 1,2 | 6.00 ± 1.41 | 7.00 ± 1.41 | 1.00 ± 0.00 | 5 | 10.0m | c1,c2 |" \
+    # epochs: one per seed, even where two seeds took as many (a column of distinct values misread as seeds)
+    assert "| student_kt_ft | 1000 utts, 1.25 h | 1,2,3 | 6.00 ± 1.00 | 7.00 ± 1.00 | 1.00 ± 0.00 | 5,5,8 | 10.0m | c1,c2 |" \
         in md.splitlines()
     assert md.index("## Teacher (DNN)") < md.index("## LSTM, KT pre-training + fine-tuning")
 
@@ -253,6 +255,13 @@ def test_a_run_is_shown_next_to_the_reference_and_promoted_only_on_request(tmp_p
     with pytest.raises(SystemExit):
         make_results_bin.main(["--recipe-dir", str(r), "--promote", "nosuch"])
     assert "no record to promote for nosuch" in capsys.readouterr().err
+    # --regenerate: the committed table again from the committed records alone (exp/results is not read).
+    (r / "RESULTS.md").write_text("stale\n")
+    (r / "exp" / "results" / "teacher.yaml").write_text("not a record\n")
+    records_before = {p.name: p.read_bytes() for p in (r / "results").iterdir() if p.suffix == ".yaml"}
+    make_results_bin.main(["--recipe-dir", str(r), "--dev-set", "dev", "--test-sets", "dev test", "--regenerate"])
+    assert (r / "RESULTS.md").read_text() == md
+    assert {p.name: p.read_bytes() for p in (r / "results").iterdir() if p.suffix == ".yaml"} == records_before
 
 
 @pytest.fixture

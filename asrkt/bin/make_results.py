@@ -2,12 +2,14 @@
 
     python -m asrkt.bin.make_results --recipe-dir egs/digits --dev-set dev --test-sets "dev test"
     python -m asrkt.bin.make_results --recipe-dir egs/digits --dev-set dev --test-sets "dev test" --promote all
+    python -m asrkt.bin.make_results --recipe-dir egs/digits --dev-set dev --test-sets "dev test" --regenerate
 
 Without --promote: reads this run's records (``exp/results/*.yaml``, written by record_result), writes
 ``exp/RESULTS.md`` and ``exp/results.png``, and prints this run next to the recipe's reference results
 (``results/*.yaml``, committed); nothing outside exp/ is written, so a run leaves the git tree clean.
 With --promote SYSTEM... (or ``all``): copies those records of exp/results into ``results/`` and regenerates the
 committed ``RESULTS.md`` and ``results/results.png``: making a run a reference result is an explicit act.
+With --regenerate: only the regeneration, from the committed records as they are (after a change to the tables).
 
 Rows are grouped by each record's ``group`` field (teacher / LSTM from scratch / KT + fine-tuning /
 KT-regularised); records of one system that differ only by seed (``name`` and ``name_seedN``) are one row
@@ -49,6 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--promote", nargs="+", default=None, metavar="SYSTEM",
                    help="copy these records (or 'all') of --results-dir into --reference-dir and regenerate "
                         "<recipe-dir>/RESULTS.md and <reference-dir>/results.png")
+    p.add_argument("--regenerate", action="store_true",
+                   help="regenerate <recipe-dir>/RESULTS.md and <reference-dir>/results.png from the records in "
+                        "--reference-dir, promoting nothing")
     return p
 
 
@@ -109,8 +114,9 @@ def main(argv=None):
     reference_dir = Path(args.reference_dir) if args.reference_dir else recipe_dir / "results"
     tests = args.test_sets.split() if args.test_sets is not None else None
     dev = args.dev_set
-    if args.promote:
-        promote(results_dir, reference_dir, args.promote)
+    if args.promote or args.regenerate:
+        if args.promote:
+            promote(results_dir, reference_dir, args.promote)
         out = recipe_dir / "RESULTS.md"
         write_tables(load_records(reference_dir), out, reference_dir / "results.png", dev, tests,
                      source="results/*.yaml", anchors=load_anchors(recipe_dir))

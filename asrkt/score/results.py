@@ -407,7 +407,7 @@ def render_markdown(records: list[dict], png_name: str | None = "results/results
             # KT + fine-tuning costs both trainings
             times = [r["train_time_s"] + (r.get("pretrain_time_s") or 0) for r in row.records
                      if r.get("train_time_s") is not None]
-            epochs = ",".join(dict.fromkeys(str(r.get("epochs") or "-") for r in row.records))
+            epochs = ",".join(str(r.get("epochs") or "-") for r in row.records)  # one per seed, as the seed column
             cells = [row.family, fmt_data(row.records[0].get("data") or {}), seeds,
                      mean_std(row.values(dev)) if dev else "-"]
             for t in tests:
