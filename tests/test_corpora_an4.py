@@ -163,3 +163,18 @@ def test_data_sh(an4_dir, repo_root, tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(DataDir.load(rec / "data" / "train_nodev").utts) == 848
+
+
+@pytest.mark.parametrize("args, objective, lexicon", [
+    ([], "hybrid", "downloads/an4/etc/an4.dic"),
+    (["--corpus-dir", "/data/an4"], "hybrid", "/data/an4/etc/an4.dic"),  # the lexicon follows the corpus
+    (["--corpus-dir", "/data/an4", "--lexicon", "/my/an4.dic", "--objective", "ctc"], "ctc", "/my/an4.dic"),
+])
+def test_run_sh_defaults(repo_root, args, objective, lexicon):
+    """egs/an4/run.sh: hybrid unless told otherwise, with the dictionary of the corpus it is given."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["./run.sh", *args, "--help"], cwd=repo_root / "egs" / "an4", env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    values = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines() if line.startswith("  --")}
+    assert values["--objective"] == objective and values["--lexicon"] == lexicon
