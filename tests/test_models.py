@@ -135,6 +135,35 @@ def test_padding_never_leaks_into_valid_frames(name):
     torch.testing.assert_close(padded[1, :n], alone[0, :n], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("projection", [0, 5])
+def test_blstm_layer_computes_what_a_packed_bidirectional_lstm_does(projection):
+    """BiLstmLayer (two forward-only LSTMs on the padded batch) against nn.LSTM(bidirectional=True) on the packed
+    batch, with the same weights: outputs and input gradients at every valid step."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from asrkt.models.lstm import BiLstmLayer
+
+    layer = BiLstmLayer(D, 12, projection)
+    ref = torch.nn.LSTM(D, 12, batch_first=True, bidirectional=True, proj_size=projection)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            own = layer.backward_lstm if name.endswith("_reverse") else layer.forward_lstm
+            p.copy_(getattr(own, name.removesuffix("_reverse")))
+    lengths = torch.tensor([9, 4, 1, 7])
+    x = torch.randn(4, 9, D)
+    mask = (torch.arange(9).view(1, -1) < lengths.view(-1, 1)).unsqueeze(-1)
+    x_ref = x.clone().requires_grad_(True)
+    x_own = x.clone().requires_grad_(True)
+    expected, _ = pad_packed_sequence(ref(pack_padded_sequence(x_ref, lengths, batch_first=True,
+                                                               enforce_sorted=False))[0], batch_first=True)
+    got = layer(x_own, lengths) * mask
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(expected)
+    (expected * weights).sum().backward()
+    (got * weights).sum().backward()
+    torch.testing.assert_close(x_own.grad * mask, x_ref.grad, atol=1e-5, rtol=1e-5)
+
+
 def test_padding_values_do_not_change_batchnorm_training_outputs():
     # In training mode batch statistics are taken over valid frames only.
     model = build_model(small("dnn", norm="batch"), D, C).train()
