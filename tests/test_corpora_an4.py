@@ -42,6 +42,11 @@ def test_real_an4(an4_dir, tmp_path):
     assert not set(nodev.spk2utt) & (DEV_SPEAKERS | TEST_SPEAKERS)
     assert abs(sum(float(v) for v in nodev.utt2dur.values()) + sum(float(v) for v in dev.utt2dur.values())
                - 2546.3) < 0.5
+    # The hybrid objective's lexicon: the corpus's dictionary, every training word in it.
+    lexicon = (tmp_path / "data" / "local" / "lexicon.txt").read_text().splitlines()
+    assert lexicon == [ln for ln in (an4_dir / "etc" / "an4.dic").read_text().splitlines() if ln.strip()]
+    words = {ln.split()[0] for ln in lexicon}
+    assert {w for u in nodev.utts for w in nodev.text[u].split()} <= words
 
 
 # ---------------------------------------------------------------- fake layouts for the failure paths
@@ -166,12 +171,12 @@ def test_data_sh(an4_dir, repo_root, tmp_path):
 
 
 @pytest.mark.parametrize("args, objective, lexicon", [
-    ([], "hybrid", "downloads/an4/etc/an4.dic"),
-    (["--corpus-dir", "/data/an4"], "hybrid", "/data/an4/etc/an4.dic"),  # the lexicon follows the corpus
+    ([], "hybrid", "data/local/lexicon.txt"),
+    (["--corpus-dir", "/data/an4"], "hybrid", "data/local/lexicon.txt"),  # stage 0 puts the corpus's there
     (["--corpus-dir", "/data/an4", "--lexicon", "/my/an4.dic", "--objective", "ctc"], "ctc", "/my/an4.dic"),
 ])
 def test_run_sh_defaults(repo_root, args, objective, lexicon):
-    """egs/an4/run.sh: hybrid unless told otherwise, with the dictionary of the corpus it is given."""
+    """egs/an4/run.sh: hybrid unless told otherwise, with the dictionary of the corpus stage 0 read."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     r = subprocess.run(["./run.sh", *args, "--help"], cwd=repo_root / "egs" / "an4", env=env, capture_output=True,
                        text=True, timeout=60)

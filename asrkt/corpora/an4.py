@@ -5,7 +5,9 @@ for train, ``WORDS (id)`` for test), ``etc/an4_{train,test}.fileids`` (``an4_cls
 ``wav/<fileid>.wav``. Utterance ids are renamed ESPnet's way, ``an251-fash-b`` -> ``fash-an251-b``
 (speaker-prefixed, so C-sorted ids group by speaker); the first 100 sorted training utterances are
 ``train_dev`` (speakers fash..fjmd), the other 848 ``train_nodev``; the 130 test utterances are ``test``.
-Text is kept as shipped (upper case), without ``<s>``/``</s>`` and the id.
+Text is kept as shipped (upper case), without ``<s>``/``</s>`` and the id. The corpus's pronunciation
+dictionary ``etc/an4.dic`` becomes ``<data_dir>/local/lexicon.txt`` (Kaldi's data/local), the lexicon of the
+recipe's hybrid objective.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import soundfile
 
 from asrkt.corpora.common import replace_data_dir
+from asrkt.utils.atomic import atomic_write_text
 from asrkt.data.kaldi_dir import c_sorted
 from asrkt.utils.errors import AsrktError, fail
 
@@ -25,6 +28,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 NUM_DEV = 100  # ESPnet: utils/subset_data_dir.sh --first data/train 100 data/train_dev
 SETS = ("train_nodev", "train_dev", "test")
+LEXICON = "etc/an4.dic"  # the corpus's pronunciation dictionary: WORD PH1 PH2 ...
 # Original part -> (transcription, fileids), relative to the corpus folder.
 PARTS = {"train": ("etc/an4_train.transcription", "etc/an4_train.fileids"),
          "test": ("etc/an4_test.transcription", "etc/an4_test.fileids")}
@@ -175,8 +179,14 @@ def load_an4(corpus_dir) -> dict[str, list[Utterance]]:
 
 
 def prepare_an4(corpus_dir, data_dir) -> dict[str, dict]:
-    """Write ``<data_dir>/{train_nodev,train_dev,test}``; returns per-set counts (utts, speakers, words, hours)."""
+    """Write ``<data_dir>/{train_nodev,train_dev,test}`` and ``<data_dir>/local/lexicon.txt``; returns per-set
+    counts (utts, speakers, words, hours)."""
     sets = load_an4(corpus_dir)
+    lexicon = "\n".join(line for line in _read_lines(Path(corpus_dir) / LEXICON) if line.strip()) + "\n"
+    target = Path(data_dir) / "local" / "lexicon.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.read_text(encoding="utf-8") != lexicon:
+        atomic_write_text(target, lexicon)
     summary = {}
     for name in SETS:
         utts = sets[name]

@@ -5,24 +5,14 @@
 #   ./run.sh --corpus-dir /data/an4 --stop-stage 1
 set -euo pipefail
 
-# The lexicon is the corpus's own etc/an4.dic: it follows --corpus-dir unless --lexicon is given.
-corpus_dir=downloads/an4 lexicon=""
-args=("$@")
-for ((i = 0; i + 1 < ${#args[@]}; i++)); do
-  case ${args[i]} in
-    --corpus-dir) corpus_dir=${args[i + 1]} ;;
-    --lexicon) lexicon=${args[i + 1]} ;;
-  esac
-done
-
 opts=(
-  --corpus-dir "$corpus_dir"     # the unpacked AN4 corpus (etc/, wav/), as described in README.md
+  --corpus-dir downloads/an4     # the unpacked AN4 corpus (etc/, wav/), as described in README.md
   --train-set train_nodev        # ESPnet's split: the training utterances but the first 100 sorted ones...
   --valid-set train_dev          # ...which are the dev set
   --test-sets "train_dev test"   # decoded in stage 7
   # Hybrid (GMM-HMM pdf targets, HCLG decoding) by default: on AN4's 0.7 h the CTC systems stay far behind
   # (RESULTS.md: the 100 % CTC teacher 42 % test WER against 13 %, and nothing leaves CTC's blank plateau at 25 %).
   --objective hybrid             # --objective ctc: characters, CTC, greedy and TLG decoding
-  --lexicon "${lexicon:-$corpus_dir/etc/an4.dic}"  # --objective hybrid: AN4's dictionary
+  --lexicon data/local/lexicon.txt  # --objective hybrid: the corpus's etc/an4.dic, put there by stage 0
 )
 exec ./kt.sh "${opts[@]}" "$@"
