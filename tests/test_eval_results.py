@@ -391,9 +391,14 @@ def test_data_size_chart_and_anchors(tmp_path, capsys):
                        group="lstm_kt_finetune")
             r["data"] = {"utts": int(hours * 1000), "hours": hours}
             recs.append(r)
+    for size, hours in (("_25pct", 0.16), ("", 0.63)):  # a variant at two of the three sizes: no line of its own
+        r = record(f"student_kt_T4_ft{size}", 1, 20.0, 21.0, group="lstm_kt_finetune")
+        r["data"] = {"utts": int(hours * 1000), "hours": hours}
+        recs.append(r)
     write_records(recipe, recs, where="exp/results")
     assert system_of_family("student_kt_ft_25pct") == "student_kt_ft" == system_of_family("student_kt_ft")
     curves = size_curves(recs, "test")
+    assert set(curves) == {"student_kt_ft"}
     assert [h for h, _, _ in curves["student_kt_ft"]] == [0.16, 0.32, 0.63]
     assert curves["student_kt_ft"][0][1:] == pytest.approx((31.0, 2 ** 0.5 * 2))
     (recipe / "local").mkdir()

@@ -323,8 +323,9 @@ def system_of_family(family: str) -> str:
 
 
 def size_curves(records: list[dict], set_name: str) -> dict[str, list[tuple[float, float, float]]]:
-    """``{system: [(training hours, mean WER, std), ...]}`` sorted by hours, for systems seen at two or more
-    training-data sizes (kt.sh --train-fraction)."""
+    """``{system: [(training hours, mean WER, std), ...]}`` sorted by hours, for the systems seen at every
+    training-data size (kt.sh --train-fraction) of their objective, when there are two or more: a variant run at
+    some of the sizes only (e.g. another temperature) would draw a line that the others cannot be read against."""
     points: dict[str, list] = {}
     for row in group_rows(records):
         vals = row.values(set_name)
@@ -332,7 +333,16 @@ def size_curves(records: list[dict], set_name: str) -> dict[str, list[tuple[floa
         if vals and hours:
             points.setdefault(system_of_family(row.family), []).append(
                 (float(hours), statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0))
-    return {k: sorted(v) for k, v in points.items() if len({h for h, _, _ in v}) > 1}
+    sizes: dict[str, set] = {}
+    for system, pts in points.items():
+        sizes.setdefault(objective_panel(system), set()).update(h for h, _, _ in pts)
+    return {k: sorted(v) for k, v in points.items()
+            if len(sizes[objective_panel(k)]) > 1 and {h for h, _, _ in v} == sizes[objective_panel(k)]}
+
+
+def objective_panel(system: str) -> str:
+    """The objective a system's records belong to, from its name: ``hybrid_`` systems apart from the CTC ones."""
+    return "hybrid" if system.startswith("hybrid_") else "ctc"
 
 
 def plot_by_data_size(records: list[dict], out_png, set_name: str) -> bool:
@@ -342,14 +352,14 @@ def plot_by_data_size(records: list[dict], out_png, set_name: str) -> bool:
     curves = size_curves(records, set_name)
     if not curves:
         return False
-    panels = sorted({"hybrid" if k.startswith("hybrid_") else "ctc" for k in curves})
+    panels = sorted({objective_panel(k) for k in curves})
     fig = new_figure(figsize=(5.2 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     palette = colormap("tab10")
     bases = sorted({re.sub(r"^hybrid_|_(no)?lm$", "", k) for k in curves})
     for ax, panel in zip(axes, panels):
         for system, pts in sorted(curves.items()):
-            if ("hybrid" if system.startswith("hybrid_") else "ctc") != panel:
+            if objective_panel(system) != panel:
                 continue
             base = re.sub(r"^hybrid_|_(no)?lm$", "", system)
             hours, means, stds = zip(*pts)
