@@ -38,6 +38,26 @@ def an4_dir() -> Path:
 
 
 @pytest.fixture
+def run_bench():
+    """``run_bench(name, args)``: main(args) of bench/<name>.py, loaded by path (bench/ is not a package), with
+    torch's thread count restored afterwards (a bench sets its own)."""
+    import importlib.util
+
+    import torch
+
+    def run(name: str, args: list[str]):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        threads = torch.get_num_threads()
+        try:
+            return bench.main(args)
+        finally:
+            torch.set_num_threads(threads)
+    return run
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
 

@@ -1,21 +1,10 @@
 """bench/kd_loss.py runs on the CPU (tiny sizes) and says that it did not run on a GPU."""
 from __future__ import annotations
 
-import importlib.util
 
-import torch
-
-
-def test_bench_runs_on_cpu(repo_root, capsys):
-    spec = importlib.util.spec_from_file_location("bench_kd_loss", repo_root / "bench" / "kd_loss.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    threads = torch.get_num_threads()
-    try:
-        bench.main(["--cpu-small", "--frames", "33", "--classes", "10", "--hidden", "8", "--topk", "3",
-                    "--reps", "1", "--warmup", "0", "--no-compile"])
-    finally:
-        torch.set_num_threads(threads)
+def test_bench_runs_on_cpu(run_bench, capsys):
+    run_bench("kd_loss", ["--cpu-small", "--frames", "33", "--classes", "10", "--hidden", "8", "--topk", "3",
+                          "--reps", "1", "--warmup", "0", "--no-compile"])
     out = capsys.readouterr().out
     assert "NOT run on a GPU" in out and "memory not measured" in out
     rows = [line.split() for line in out.splitlines() if line.split()[:3] in (
